@@ -1,0 +1,132 @@
+"""The ``grpcpki`` command line: a thin click layer over :mod:`grpcpki.engine`.
+
+Commands live one module per group and are imported only when invoked, so that
+``grpcpki list`` never pays for importing grpc (see ``bench/startup.py``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from typing import NoReturn
+
+import click
+
+from grpcpki import __version__
+from grpcpki.cli.context import App
+
+# command name -> "module:attribute", imported on first use.
+LAZY_COMMANDS: dict[str, str] = {
+    "init-ca": "grpcpki.cli.ca_cmd:init_ca",
+    "ca": "grpcpki.cli.ca_cmd:ca_group",
+    "issue": "grpcpki.cli.issue_cmd:issue",
+    "list": "grpcpki.cli.inventory_cmd:list_cmd",
+    "inspect": "grpcpki.cli.inventory_cmd:inspect_cmd",
+    "renew": "grpcpki.cli.renew_cmd:renew",
+    "revoke": "grpcpki.cli.renew_cmd:revoke",
+    "serve": "grpcpki.cli.greeter_cmd:serve",
+    "greet": "grpcpki.cli.greeter_cmd:greet",
+    "demo": "grpcpki.cli.demo_cmd:demo",
+    "doctor": "grpcpki.cli.diagnose_cmd:doctor",
+    "probe": "grpcpki.cli.diagnose_cmd:probe",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = set(super().list_commands(ctx))
+        for name, target in LAZY_COMMANDS.items():
+            module_name = target.partition(":")[0]
+            if importlib.util.find_spec(module_name) is not None:
+                names.add(name)
+        return sorted(names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or cmd_name not in LAZY_COMMANDS:
+            return command
+        module_name, _, attribute = LAZY_COMMANDS[cmd_name].partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                return None
+            raise
+        loaded: click.Command = getattr(module, attribute)
+        return loaded
+
+
+@click.group(
+    cls=LazyGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, "--version", prog_name="grpcpki")
+@click.option(
+    "--pki",
+    "pki_dir",
+    type=click.Path(file_okay=False, path_type=str),
+    envvar="GRPCPKI_HOME",
+    default="pki",
+    show_default=True,
+    show_envvar=True,
+    help="PKI directory (CA, certificates, inventory).",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="File holding the CA key passphrase (else $GRPCPKI_PASSPHRASE, else a prompt).",
+)
+@click.pass_context
+def cli(ctx: click.Context, pki_dir: str, passphrase_file: str | None) -> None:
+    """grpcpki: certificates that gRPC accepts, and proof that they work.
+
+    \b
+    Quick tour:
+      grpcpki init-ca --name "Example CA"
+      grpcpki issue server localhost
+      grpcpki issue client web --spiffe-id spiffe://example.org/web
+      grpcpki serve --name localhost &
+      grpcpki greet --name web --server localhost:50051
+      grpcpki demo            # all of the above in a temporary directory
+
+    The PKI directory is ./pki unless --pki or GRPCPKI_HOME says otherwise.
+    """
+    ctx.obj = App(pki_dir=pki_dir, passphrase_file=passphrase_file)
+
+
+def main(args: list[str] | None = None, prog_name: str | None = None) -> NoReturn:
+    """Entry point: run the CLI, render expected errors as one line, exit with click's codes."""
+    from grpcpki.cli.console import render_error
+    from grpcpki.engine.errors import GrpcpkiError
+
+    try:
+        result = cli.main(args=args, prog_name=prog_name or "grpcpki", standalone_mode=False)
+        # With standalone_mode=False click returns ctx.exit()'s code (or the command's value).
+        sys.exit(result if isinstance(result, int) else 0)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        # Usage errors (exit 2) and our own CLI errors: click already knows how to show them.
+        exc.show()
+        sys.exit(exc.exit_code)
+    except GrpcpkiError as exc:
+        render_error(exc.message, exc.hint)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the one place an unexpected error becomes a message
+        if os.environ.get("GRPCPKI_DEBUG"):
+            raise
+        render_error(
+            f"unexpected error: {type(exc).__name__}: {exc}",
+            "this is a bug in grpcpki; rerun with GRPCPKI_DEBUG=1 for the traceback and report it",
+        )
+        sys.exit(1)

@@ -1,0 +1,70 @@
+"""The object every command receives (``@click.pass_obj``): where the PKI is and how to unlock it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from grpcpki.engine.errors import PassphraseError
+
+if TYPE_CHECKING:
+    from grpcpki.engine.pki import Pki
+
+PASSPHRASE_ENV = "GRPCPKI_PASSPHRASE"
+
+
+@dataclass
+class App:
+    pki_dir: str
+    passphrase_file: str | None = None
+    _cached_passphrase: bytes | None = field(default=None, repr=False)
+
+    @property
+    def pki_path(self) -> Path:
+        return Path(self.pki_dir)
+
+    def passphrase(self, *, confirm: bool = False, purpose: str = "CA key passphrase") -> bytes:
+        """The CA key passphrase: --passphrase-file, then $GRPCPKI_PASSPHRASE, then a prompt.
+
+        Never an argv value: argv is visible to every user on the machine (ps, /proc).
+        """
+        if self._cached_passphrase is not None:
+            return self._cached_passphrase
+        value: bytes | None = None
+        if self.passphrase_file:
+            try:
+                raw = Path(self.passphrase_file).read_bytes()
+            except OSError as exc:
+                raise PassphraseError(
+                    f"cannot read passphrase file {self.passphrase_file}: {exc.strerror}",
+                    "check the path given to --passphrase-file",
+                ) from None
+            # Files written with `echo` end in a newline that is not part of the secret.
+            value = raw.rstrip(b"\r\n")
+        elif os.environ.get(PASSPHRASE_ENV):
+            value = os.environ[PASSPHRASE_ENV].encode()
+        elif sys.stdin is not None and sys.stdin.isatty():
+            value = click.prompt(purpose, hide_input=True, confirmation_prompt=confirm, err=True).encode()
+        else:
+            raise PassphraseError(
+                "the CA key is encrypted and no passphrase was given",
+                f"set {PASSPHRASE_ENV} or pass --passphrase-file FILE (before the command name)",
+            )
+        if not value:
+            raise PassphraseError("the passphrase is empty", "use a non-empty passphrase")
+        self._cached_passphrase = value
+        return value
+
+    def pki(self) -> Pki:
+        """Open the PKI directory; the passphrase is asked for only if a signing key is needed."""
+        from grpcpki.engine.pki import Pki
+
+        return Pki.open(self.pki_path, passphrase=self.passphrase)
+
+
+pass_app = click.make_pass_decorator(App)

@@ -1,0 +1,79 @@
+"""The grpcpki engine: a typed Python API for a gRPC PKI, with no CLI or gRPC dependency.
+
+In memory, like trustme::
+
+    from grpcpki.engine import CA, Role
+    ca = CA.create("Example CA")
+    server = ca.issue(Role.SERVER, "localhost")          # DNS:localhost, IP:127.0.0.1, IP:::1
+    client = ca.issue(Role.CLIENT, "web", sans=["spiffe://example.org/web"])
+    server.chain_pem, server.key_pem, ca.root_pem         # what grpc.ssl_server_credentials wants
+
+On disk, with an inventory::
+
+    from grpcpki.engine import Pki
+    pki = Pki.init("pki", name="Example CA")
+    pki.issue(Role.SERVER, "localhost")
+    pki.material("localhost").chain_path
+"""
+
+from grpcpki.engine.certs import CA, CertInfo, Leaf, cert_info, check_key_pair, load_certificates
+from grpcpki.engine.errors import (
+    AlreadyExistsError,
+    CAExistsError,
+    CannotSignError,
+    GrpcpkiError,
+    InvalidNameError,
+    InventoryError,
+    KeyMismatchError,
+    NameConstraintError,
+    NoCAError,
+    NotFoundError,
+    PassphraseError,
+    PemError,
+    ProbeError,
+    RotationError,
+    ValidityError,
+)
+from grpcpki.engine.inventory import Record
+from grpcpki.engine.keys import KeyType
+from grpcpki.engine.names import NameConstraints, San, parse_san, validate_dns_name, validate_spiffe_id
+from grpcpki.engine.pki import Inspection, Material, Pki
+from grpcpki.engine.profiles import Role
+from grpcpki.engine.verify import ChainCheck, verify_chain
+
+__all__ = [
+    "CA",
+    "AlreadyExistsError",
+    "CAExistsError",
+    "CannotSignError",
+    "CertInfo",
+    "ChainCheck",
+    "GrpcpkiError",
+    "Inspection",
+    "InvalidNameError",
+    "InventoryError",
+    "KeyMismatchError",
+    "KeyType",
+    "Leaf",
+    "Material",
+    "NameConstraintError",
+    "NameConstraints",
+    "NoCAError",
+    "NotFoundError",
+    "PassphraseError",
+    "PemError",
+    "Pki",
+    "ProbeError",
+    "Record",
+    "Role",
+    "RotationError",
+    "San",
+    "ValidityError",
+    "cert_info",
+    "check_key_pair",
+    "load_certificates",
+    "parse_san",
+    "validate_dns_name",
+    "validate_spiffe_id",
+    "verify_chain",
+]

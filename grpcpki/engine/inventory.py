@@ -1,0 +1,351 @@
+"""The SQLite inventory of everything a PKI directory has issued.
+
+One file, ``inventory.db``, beside the certificates. The schema is versioned with
+``PRAGMA user_version``; :data:`MIGRATIONS` upgrades older files in place, and a file from a
+newer grpcpki is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from grpcpki.engine.errors import InventoryError
+
+KINDS = ("root", "intermediate", "cross", "server", "client")
+STATUSES = ("active", "superseded", "revoked", "archived")
+
+# Each entry upgrades user_version N to N+1. Never edit a released step; append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE certificates (
+        id            INTEGER PRIMARY KEY,
+        serial        TEXT NOT NULL UNIQUE,           -- lowercase hex, no separators
+        kind          TEXT NOT NULL CHECK (kind IN ('root','intermediate','cross','server','client')),
+        name          TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        sans          TEXT NOT NULL DEFAULT '[]',     -- JSON list of "DNS:x" / "IP:x" / "URI:x"
+        issuer        TEXT NOT NULL,
+        not_before    TEXT NOT NULL,                  -- ISO 8601 UTC, sortable
+        not_after     TEXT NOT NULL,
+        fingerprint   TEXT NOT NULL,                  -- SHA-256 of the DER certificate
+        key_type      TEXT NOT NULL,
+        status        TEXT NOT NULL CHECK (status IN ('active','superseded','revoked','archived')),
+        eku           TEXT NOT NULL DEFAULT '[]',     -- JSON list, e.g. ["serverAuth"]
+        ca_generation INTEGER,                        -- CA generation that issued it (or is, for CAs)
+        cert_path     TEXT,                           -- relative to the PKI directory
+        chain_path    TEXT,
+        key_path      TEXT,
+        superseded_by INTEGER REFERENCES certificates(id),
+        revoked_at    TEXT,
+        revocation_reason TEXT,
+        created_at    TEXT NOT NULL
+    );
+    -- `grpcpki issue/renew/inspect NAME` look up the active certificate by name.
+    CREATE INDEX certificates_name_status ON certificates(name, status);
+    -- `grpcpki list --expiring` and renewal scans.
+    CREATE INDEX certificates_status_not_after ON certificates(status, not_after);
+    -- At most one active leaf per name: a name is how servers and clients find their files.
+    CREATE UNIQUE INDEX certificates_one_active_leaf ON certificates(name)
+        WHERE status = 'active' AND kind IN ('server', 'client');
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One row of the inventory. Paths are absolute."""
+
+    id: int
+    serial: str
+    kind: str
+    name: str
+    subject: str
+    sans: tuple[str, ...]
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+    fingerprint: str
+    key_type: str
+    status: str
+    eku: tuple[str, ...]
+    ca_generation: int | None
+    cert_path: Path | None
+    chain_path: Path | None
+    key_path: Path | None
+    superseded_by: int | None
+    revoked_at: datetime | None
+    revocation_reason: str | None
+    created_at: datetime
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.kind in ("server", "client")
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "status": self.status,
+            "serial": self.serial,
+            "subject": self.subject,
+            "sans": list(self.sans),
+            "issuer": self.issuer,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+            "fingerprint_sha256": self.fingerprint,
+            "key_type": self.key_type,
+            "extended_key_usage": list(self.eku),
+            "ca_generation": self.ca_generation,
+            "cert_path": str(self.cert_path) if self.cert_path else None,
+            "chain_path": str(self.chain_path) if self.chain_path else None,
+            "key_path": str(self.key_path) if self.key_path else None,
+            "revoked_at": self.revoked_at,
+            "revocation_reason": self.revocation_reason,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """What to insert; ``Inventory.add`` returns the full Record."""
+
+    serial: str
+    kind: str
+    name: str
+    subject: str
+    sans: Sequence[str]
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+    fingerprint: str
+    key_type: str
+    eku: Sequence[str] = ()
+    ca_generation: int | None = None
+    cert_path: Path | None = None
+    chain_path: Path | None = None
+    key_path: Path | None = None
+    status: str = "active"
+
+
+class Inventory:
+    """Typed access to ``inventory.db``. Use :meth:`transaction` to group writes."""
+
+    def __init__(self, db_path: Path, root: Path) -> None:
+        self.db_path = db_path
+        self.root = root
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction can
+            # span the file writes it describes.
+            self._db = sqlite3.connect(db_path, isolation_level=None, timeout=30)
+        except sqlite3.Error as exc:
+            raise InventoryError(f"cannot open inventory {db_path}: {exc}", "check the PKI directory") from None
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA busy_timeout = 30000")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _migrate(self) -> None:
+        try:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise InventoryError(
+                f"{self.db_path} is not a grpcpki inventory ({exc})", "restore it from backup or move it aside"
+            ) from None
+        if version > SCHEMA_VERSION:
+            raise InventoryError(
+                f"{self.db_path} was written by a newer grpcpki (schema {version}, this one knows {SCHEMA_VERSION})",
+                "upgrade grpcpki",
+            )
+        for step in range(version, SCHEMA_VERSION):
+            with self.transaction():
+                for statement in _statements(MIGRATIONS[step]):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {step + 1}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT; rolled back if the block raises (files and rows agree)."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- reads ----------------------------------------------------------------------------
+    def _row(self, row: sqlite3.Row) -> Record:
+        def path(value: str | None) -> Path | None:
+            return self.root / value if value else None
+
+        return Record(
+            id=row["id"],
+            serial=row["serial"],
+            kind=row["kind"],
+            name=row["name"],
+            subject=row["subject"],
+            sans=tuple(json.loads(row["sans"])),
+            issuer=row["issuer"],
+            not_before=_parse(row["not_before"]),
+            not_after=_parse(row["not_after"]),
+            fingerprint=row["fingerprint"],
+            key_type=row["key_type"],
+            status=row["status"],
+            eku=tuple(json.loads(row["eku"])),
+            ca_generation=row["ca_generation"],
+            cert_path=path(row["cert_path"]),
+            chain_path=path(row["chain_path"]),
+            key_path=path(row["key_path"]),
+            superseded_by=row["superseded_by"],
+            revoked_at=_parse(row["revoked_at"]) if row["revoked_at"] else None,
+            revocation_reason=row["revocation_reason"],
+            created_at=_parse(row["created_at"]),
+        )
+
+    def query(
+        self,
+        *,
+        kinds: Sequence[str] | None = None,
+        statuses: Sequence[str] | None = ("active",),
+        name: str | None = None,
+        expiring_before: datetime | None = None,
+        ca_generation: int | None = None,
+    ) -> list[Record]:
+        clauses, params = [], []
+        if kinds:
+            clauses.append(f"kind IN ({','.join('?' * len(kinds))})")
+            params += list(kinds)
+        if statuses:
+            clauses.append(f"status IN ({','.join('?' * len(statuses))})")
+            params += list(statuses)
+        if name is not None:
+            clauses.append("name = ?")
+            params.append(name)
+        if expiring_before is not None:
+            clauses.append("not_after < ?")
+            params.append(_iso(expiring_before))
+        if ca_generation is not None:
+            clauses.append("ca_generation = ?")
+            params.append(ca_generation)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._db.execute(f"SELECT * FROM certificates {where} ORDER BY not_after, name", params)
+        return [self._row(r) for r in rows]
+
+    def by_serial(self, serial: str) -> Record | None:
+        row = self._db.execute("SELECT * FROM certificates WHERE serial = ?", (serial.lower(),)).fetchone()
+        return self._row(row) if row else None
+
+    def by_id(self, record_id: int) -> Record | None:
+        row = self._db.execute("SELECT * FROM certificates WHERE id = ?", (record_id,)).fetchone()
+        return self._row(row) if row else None
+
+    def active_leaf(self, name: str) -> Record | None:
+        row = self._db.execute(
+            "SELECT * FROM certificates WHERE name = ? AND status = 'active' AND kind IN ('server','client')",
+            (name,),
+        ).fetchone()
+        return self._row(row) if row else None
+
+    # -- writes ---------------------------------------------------------------------------
+    def add(self, new: NewRecord) -> Record:
+        def rel(path: Path | None) -> str | None:
+            if path is None:
+                return None
+            try:
+                return str(path.relative_to(self.root))
+            except ValueError:
+                return str(path)
+
+        with self.transaction():
+            cursor = self._db.execute(
+                """INSERT INTO certificates (serial, kind, name, subject, sans, issuer, not_before, not_after,
+                   fingerprint, key_type, status, eku, ca_generation, cert_path, chain_path, key_path, created_at)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (
+                    new.serial.lower(), new.kind, new.name, new.subject, json.dumps(list(new.sans)), new.issuer,
+                    _iso(new.not_before), _iso(new.not_after), new.fingerprint, new.key_type, new.status,
+                    json.dumps(list(new.eku)), new.ca_generation, rel(new.cert_path), rel(new.chain_path),
+                    rel(new.key_path), _iso(datetime.now(UTC)),
+                ),
+            )
+        record = self.by_id(int(cursor.lastrowid or 0))
+        assert record is not None
+        return record
+
+    def set_status(
+        self,
+        record_id: int,
+        status: str,
+        *,
+        superseded_by: int | None = None,
+        revocation_reason: str | None = None,
+        paths: tuple[Path | None, Path | None, Path | None] | None = None,
+    ) -> None:
+        with self.transaction():
+            self._db.execute("UPDATE certificates SET status = ? WHERE id = ?", (status, record_id))
+            if superseded_by is not None:
+                self._db.execute("UPDATE certificates SET superseded_by = ? WHERE id = ?", (superseded_by, record_id))
+            if status == "revoked":
+                self._db.execute(
+                    "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE id = ?",
+                    (_iso(datetime.now(UTC)), revocation_reason, record_id),
+                )
+            if paths is not None:
+                rel = [str(p.relative_to(self.root)) if p else None for p in paths]
+                self._db.execute(
+                    "UPDATE certificates SET cert_path = ?, chain_path = ?, key_path = ? WHERE id = ?",
+                    (*rel, record_id),
+                )
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self.transaction():
+            if value is None:
+                self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                self._db.execute(
+                    "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (executescript would COMMIT our transaction)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        code = line.split("--", 1)[0]
+        buffer += code
+        if code.rstrip().endswith(";") and sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
+
+
+__all__ = ["Inventory", "NewRecord", "Record", "SCHEMA_VERSION"]

@@ -1,0 +1,302 @@
+"""Subject Alternative Names: parsing and validation before anything is signed.
+
+A certificate is only as good as its names: gRPC checks the dialed host against the
+DNS/IP SANs (never the CN when a SAN exists), and SPIFFE-aware peers read the URI SAN.
+Everything here is pure and raises :class:`InvalidNameError` with a hint.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+import idna
+
+from grpcpki.engine.errors import InvalidNameError, NameConstraintError
+
+SanKind = Literal["dns", "ip", "uri"]
+
+# RFC 1035 section 2.3.4 / RFC 5280 section 4.2.1.6 ("preferred name syntax"): LDH labels.
+_LDH_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_MAX_DNS_LENGTH = 253  # RFC 1035: 255 octets on the wire, 253 characters in text form.
+
+# SPIFFE-ID spec, section 2.1 and 2.2: trust domain and path characters.
+_SPIFFE_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
+_SPIFFE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+_SPIFFE_MAX_LENGTH = 2048  # SPIFFE-ID spec section 2.3: URIs up to 2048 bytes.
+_SPIFFE_MAX_TRUST_DOMAIN = 255
+
+
+@dataclass(frozen=True, order=True)
+class San:
+    """One Subject Alternative Name, normalised (DNS lowercased and A-label encoded, IP compressed)."""
+
+    kind: SanKind
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.upper()}:{self.value}"
+
+    @property
+    def is_spiffe(self) -> bool:
+        return self.kind == "uri" and self.value.startswith("spiffe://")
+
+
+def validate_dns_name(name: str, *, allow_wildcard: bool = True) -> str:
+    """Return the normalised (lowercase, A-label) form of a DNS name or raise InvalidNameError."""
+    original = name
+    if not name:
+        raise InvalidNameError("empty DNS name", "give a host name such as api.example.com")
+    if name.endswith("."):
+        # A trailing dot is legal in DNS but never matches in TLS hostname checks (RFC 6125 7.2).
+        raise InvalidNameError(
+            f"DNS name {original!r} ends with a dot", f"use {original.rstrip('.')!r} instead"
+        )
+    labels = name.split(".")
+    wildcard = labels[0] == "*"
+    if wildcard:
+        if not allow_wildcard:
+            raise InvalidNameError(f"wildcards are not allowed here: {original!r}")
+        # RFC 6125 6.4.3 and every TLS stack gRPC uses: only a whole leftmost '*' label, and it
+        # must sit above at least two labels (Go and BoringSSL refuse '*.com'-style names).
+        if len(labels) < 3:
+            raise InvalidNameError(
+                f"wildcard {original!r} is too broad",
+                "a wildcard needs at least two labels after it, e.g. *.svc.example.com",
+            )
+        labels = labels[1:]
+    encoded: list[str] = []
+    for label in labels:
+        if "*" in label:
+            raise InvalidNameError(
+                f"invalid wildcard in {original!r}",
+                "only a whole leftmost label may be '*', e.g. *.example.com",
+            )
+        if not label:
+            raise InvalidNameError(f"DNS name {original!r} has an empty label", "remove the doubled dot")
+        if not label.isascii():
+            try:
+                label = idna.encode(label, uts46=True).decode("ascii")
+            except idna.IDNAError as exc:
+                raise InvalidNameError(
+                    f"DNS name {original!r} is not a valid internationalised name: {exc}"
+                ) from None
+        label = label.lower()
+        if len(label) > 63:
+            raise InvalidNameError(
+                f"DNS label {label[:20]!r}... in {original!r} is longer than 63 characters",
+                "shorten the label (RFC 1035 limit)",
+            )
+        if not _LDH_LABEL.match(label):
+            raise InvalidNameError(
+                f"DNS name {original!r} has an invalid label {label!r}",
+                "labels use letters, digits and inner hyphens only (no '_', spaces or a leading/trailing '-')",
+            )
+        encoded.append(label)
+    if encoded[-1].isdigit():
+        # An all-numeric last label makes it look like a (malformed) IPv4 address to resolvers.
+        raise InvalidNameError(
+            f"{original!r} is neither a valid IP address nor a DNS name",
+            "check the address (IPv4 is four numbers 0-255)",
+        )
+    result = ".".join((["*"] if wildcard else []) + encoded)
+    if len(result) > _MAX_DNS_LENGTH:
+        raise InvalidNameError(f"DNS name is longer than {_MAX_DNS_LENGTH} characters: {original[:40]!r}...")
+    return result
+
+
+def validate_ip(text: str) -> str:
+    """Return the canonical text of an IPv4/IPv6 address (brackets allowed) or raise."""
+    stripped = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return str(ipaddress.ip_address(stripped))
+    except ValueError:
+        raise InvalidNameError(
+            f"{text!r} is not a valid IP address", "use dotted IPv4 (10.0.0.1) or IPv6 (::1)"
+        ) from None
+
+
+def validate_spiffe_id(text: str) -> str:
+    """Validate a SPIFFE ID per the SPIFFE-ID specification; return it unchanged."""
+    if not text.startswith("spiffe://"):
+        raise InvalidNameError(
+            f"{text!r} is not a SPIFFE ID", "a SPIFFE ID looks like spiffe://example.org/ns/default/sa/web"
+        )
+    if len(text.encode()) > _SPIFFE_MAX_LENGTH:
+        raise InvalidNameError(f"SPIFFE ID is longer than {_SPIFFE_MAX_LENGTH} bytes")
+    rest = text[len("spiffe://") :]
+    trust_domain, slash, path = rest.partition("/")
+    if any(ch in text for ch in "?#"):
+        raise InvalidNameError(f"SPIFFE ID {text!r} has a query or fragment", "remove everything after '?' or '#'")
+    if "@" in trust_domain:
+        raise InvalidNameError(f"SPIFFE ID {text!r} has userinfo", "remove the 'user@' part")
+    if ":" in trust_domain:
+        raise InvalidNameError(f"SPIFFE ID {text!r} has a port", "remove the ':port' from the trust domain")
+    if not trust_domain:
+        raise InvalidNameError(f"SPIFFE ID {text!r} has no trust domain", "e.g. spiffe://example.org/web")
+    if len(trust_domain) > _SPIFFE_MAX_TRUST_DOMAIN:
+        raise InvalidNameError(f"SPIFFE trust domain is longer than {_SPIFFE_MAX_TRUST_DOMAIN} characters")
+    if not _SPIFFE_TRUST_DOMAIN.match(trust_domain):
+        hint = (
+            f"use {trust_domain.lower()!r}"
+            if _SPIFFE_TRUST_DOMAIN.match(trust_domain.lower())
+            else "trust domains use lowercase letters, digits, '.', '-' and '_' only"
+        )
+        raise InvalidNameError(f"invalid SPIFFE trust domain {trust_domain!r}", hint)
+    if slash:
+        if not path:
+            raise InvalidNameError(f"SPIFFE ID {text!r} ends with '/'", f"use {text.rstrip('/')!r}")
+        for segment in path.split("/"):
+            if segment == "":
+                problem = "a trailing '/'" if path.endswith("/") else "an empty path segment ('//')"
+                raise InvalidNameError(f"SPIFFE ID {text!r} has {problem}", "remove the extra '/'")
+            if segment in (".", ".."):
+                raise InvalidNameError(f"SPIFFE ID {text!r} has a '{segment}' path segment", "spell the path out")
+            if not _SPIFFE_SEGMENT.match(segment):
+                raise InvalidNameError(
+                    f"SPIFFE ID {text!r} has invalid characters in {segment!r}",
+                    "path segments use letters, digits, '.', '-' and '_' only",
+                )
+    return text
+
+
+def validate_uri(text: str) -> str:
+    """Validate a URI SAN: ASCII (IA5String, RFC 5280 4.2.1.6), with a scheme; SPIFFE IDs strictly."""
+    if not text.isascii() or any(ch.isspace() for ch in text):
+        raise InvalidNameError(
+            f"URI {text!r} has spaces or non-ASCII characters", "percent-encode them (RFC 3986)"
+        )
+    if text.lower().startswith("spiffe:"):
+        return validate_spiffe_id(text)
+    parts = urlsplit(text)
+    if not parts.scheme or not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*$", parts.scheme):
+        raise InvalidNameError(f"URI {text!r} has no scheme", "a URI SAN looks like https://example.org/x")
+    # RFC 5280 4.2.1.6: a URI SAN must not be a relative reference and must name a host.
+    if not parts.netloc:
+        raise InvalidNameError(f"URI {text!r} has no host", "write scheme://host/path")
+    return text
+
+
+def parse_san(text: str) -> San:
+    """Parse ``dns:NAME``, ``ip:ADDR``, ``uri:URI`` or a bare value (kind detected)."""
+    text = text.strip()
+    prefix, sep, rest = text.partition(":")
+    kind = prefix.lower()
+    if sep and kind in ("dns", "ip", "uri") and not rest.startswith("//"):
+        if kind == "dns":
+            return San("dns", validate_dns_name(rest))
+        if kind == "ip":
+            return San("ip", validate_ip(rest))
+        return San("uri", validate_uri(rest))
+    if "://" in text:
+        return San("uri", validate_uri(text))
+    try:
+        return San("ip", validate_ip(text))
+    except InvalidNameError:
+        pass
+    return San("dns", validate_dns_name(text))
+
+
+def looks_like_host(name: str) -> San | None:
+    """The SAN a server NAME stands for, if it is a valid hostname or IP; else None."""
+    try:
+        return parse_san(name) if "://" not in name else None
+    except InvalidNameError:
+        return None
+
+
+def dedupe(sans: Iterable[San]) -> tuple[San, ...]:
+    """Keep the first of each SAN, in order (DNS, then IP, then URI reads best in a certificate)."""
+    seen: dict[San, None] = {}
+    for san in sans:
+        seen.setdefault(san, None)
+    order = {"dns": 0, "ip": 1, "uri": 2}
+    return tuple(sorted(seen, key=lambda s: order[s.kind]))
+
+
+@dataclass(frozen=True)
+class NameConstraints:
+    """Permitted subtrees (RFC 5280 4.2.1.10) for a CA: what it may sign for.
+
+    A form with no entry is unconstrained: RFC 5280 applies constraints per name form.
+    """
+
+    dns: tuple[str, ...] = ()
+    uri_hosts: tuple[str, ...] = ()
+    ip: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.dns or self.uri_hosts or self.ip)
+
+    @classmethod
+    def parse(
+        cls, dns: Iterable[str] = (), uri: Iterable[str] = (), ip: Iterable[str] = ()
+    ) -> NameConstraints:
+        """Build from user input: ``.svc.cluster.local``, ``spiffe://example.org``, ``10.0.0.0/8``."""
+        dns_entries = []
+        for entry in dns:
+            leading_dot = entry.startswith(".")
+            body = validate_dns_name(entry[1:] if leading_dot else entry, allow_wildcard=False)
+            dns_entries.append(("." if leading_dot else "") + body)
+        uri_entries = []
+        for entry in uri:
+            host = urlsplit(entry).hostname if "://" in entry else entry
+            if not host:
+                raise InvalidNameError(f"cannot read a host from URI constraint {entry!r}", "e.g. spiffe://example.org")
+            leading_dot = host.startswith(".")
+            body = validate_dns_name(host[1:] if leading_dot else host, allow_wildcard=False)
+            uri_entries.append(("." if leading_dot else "") + body)
+        ip_entries = []
+        for entry in ip:
+            try:
+                ip_entries.append(ipaddress.ip_network(entry, strict=True))
+            except ValueError:
+                raise InvalidNameError(
+                    f"{entry!r} is not a network", "write an address with a prefix length, e.g. 10.0.0.0/8"
+                ) from None
+        return cls(tuple(dns_entries), tuple(uri_entries), tuple(ip_entries))
+
+    def check(self, sans: Iterable[San]) -> None:
+        """Raise NameConstraintError for the first SAN outside the permitted subtrees."""
+        for san in sans:
+            if san.kind == "dns" and self.dns:
+                if not any(_dns_within(san.value.removeprefix("*."), c) for c in self.dns):
+                    raise NameConstraintError(
+                        f"{san} is outside the CA's permitted DNS names ({', '.join(self.dns)})",
+                        "use a name under one of them, or a CA without this constraint",
+                    )
+            elif san.kind == "ip" and self.ip:
+                address = ipaddress.ip_address(san.value)
+                if not any(address in net for net in self.ip):
+                    raise NameConstraintError(
+                        f"{san} is outside the CA's permitted IP ranges ({', '.join(map(str, self.ip))})",
+                        "use an address in one of them, or a CA without this constraint",
+                    )
+            elif san.kind == "uri" and self.uri_hosts:
+                host = urlsplit(san.value).hostname or ""
+                if not any(_uri_host_within(host, c) for c in self.uri_hosts):
+                    raise NameConstraintError(
+                        f"{san} is outside the CA's permitted URI hosts ({', '.join(self.uri_hosts)})",
+                        "use a URI/SPIFFE ID in a permitted trust domain",
+                    )
+
+
+def _dns_within(name: str, constraint: str) -> bool:
+    """RFC 5280 4.2.1.10: 'example.com' permits it and its subdomains; '.example.com' only subdomains."""
+    name = name.lower()
+    if constraint.startswith("."):
+        return name.endswith(constraint)
+    return name == constraint or name.endswith("." + constraint)
+
+
+def _uri_host_within(host: str, constraint: str) -> bool:
+    """RFC 5280 4.2.1.10 for URIs: 'example.org' is that host only; '.example.org' its subdomains."""
+    host = host.lower()
+    if constraint.startswith("."):
+        return host.endswith(constraint)
+    return host == constraint

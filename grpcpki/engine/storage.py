@@ -1,0 +1,148 @@
+"""Files on disk: atomic writes with the right modes, and all-or-nothing groups of writes.
+
+A crash or an error half-way must never leave a certificate beside a key it does not match,
+so every file is written to a temp file in the same directory, fsynced, then renamed
+(rename is atomic within a filesystem on POSIX).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from grpcpki.engine.errors import GrpcpkiError, NotFoundError
+
+PRIVATE_FILE_MODE = 0o600  # keys: owner only (mkcert, ssh and BoringSSL's own tooling agree)
+PUBLIC_FILE_MODE = 0o644  # certificates are public
+PRIVATE_DIR_MODE = 0o700
+
+
+def ensure_dir(path: Path, mode: int = PRIVATE_DIR_MODE) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
+    except OSError as exc:
+        raise GrpcpkiError(f"cannot create directory {path}: {exc.strerror}", "check the path and its permissions") from None
+
+
+def atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    ensure_dir(path.parent, PRIVATE_DIR_MODE if mode == PRIVATE_FILE_MODE else 0o755)
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise GrpcpkiError(f"cannot write in {path.parent}: {exc.strerror}", "check permissions and free space") from None
+    try:
+        # mkstemp creates 0600 already; chmod before any byte lands so a key is never world-readable.
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        if isinstance(exc, OSError):
+            raise GrpcpkiError(f"cannot write {path}: {exc.strerror}", "check permissions and free space") from None
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable (ext4/xfs need the directory entry flushed).
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_file(path: Path, what: str = "file") -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"{what} {path} does not exist", "check the path") from None
+    except IsADirectoryError:
+        raise NotFoundError(f"{what} {path} is a directory, not a file", "point at the file inside it") from None
+    except PermissionError:
+        raise GrpcpkiError(f"permission denied reading {what} {path}", "run as the owner of the PKI directory") from None
+
+
+class FileTransaction:
+    """Stage several files, then commit them all; on error nothing staged remains.
+
+    Files are written to temp names first; ``commit`` renames them in order. Existing files
+    that would be replaced are kept as ``.bak`` until the commit succeeds, so a failure in the
+    middle of the renames restores them.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+
+    def write(self, path: Path, data: bytes, mode: int) -> None:
+        ensure_dir(path.parent, PRIVATE_DIR_MODE if mode == PRIVATE_FILE_MODE else 0o755)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, mode)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise
+        self._staged.append((Path(tmp_name), path))
+
+    def commit(self) -> None:
+        done: list[tuple[Path, Path | None]] = []
+        try:
+            for tmp, final in self._staged:
+                backup = None
+                if final.exists():
+                    # A hard link, not a rename: the final path never disappears, so a server
+                    # hot-reloading from it always finds a file.
+                    backup = final.with_name(f".{final.name}.bak")
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(backup)
+                    os.link(final, backup)
+                os.replace(tmp, final)
+                done.append((final, backup))
+        except BaseException:
+            for final, backup in reversed(done):
+                with contextlib.suppress(OSError):
+                    if backup is not None:
+                        os.replace(backup, final)
+                    else:
+                        os.unlink(final)
+            self.rollback()
+            raise
+        for _final, backup in done:
+            if backup is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(backup)
+        for directory in {final.parent for _tmp, final in self._staged}:
+            _fsync_dir(directory)
+        self._staged.clear()
+
+    def rollback(self) -> None:
+        for tmp, _final in self._staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self._staged.clear()
+
+
+@contextlib.contextmanager
+def transaction() -> Iterator[FileTransaction]:
+    """``with transaction() as tx: tx.write(...)`` - committed on success, discarded on error."""
+    tx = FileTransaction()
+    try:
+        yield tx
+    except BaseException:
+        tx.rollback()
+        raise
+    tx.commit()

@@ -1,0 +1,65 @@
+"""The mTLS Greeter (helloworld.Greeter): a server and a client that prove certificates work.
+
+Runtime only: no click, no rich. grpc is imported by :mod:`.server` and :mod:`.client` alone,
+and only when one of their names is first used (PEP 562 ``__getattr__`` below), so
+``grpcpki.greeter.errors`` / ``.identity`` / ``.files`` stay importable without paying for grpc.
+
+    from grpcpki.greeter import GreeterServer, ServerConfig, GreeterClient, ClientConfig, TlsFiles
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from grpcpki.greeter.client import CallResult, ClientConfig, GreeterClient
+    from grpcpki.greeter.errors import Diagnosis, GreeterError, Mode, explain
+    from grpcpki.greeter.files import Material, TlsFiles
+    from grpcpki.greeter.identity import AllowList, PeerIdentity, peer_identity
+    from grpcpki.greeter.server import (
+        CallRecord,
+        CertificateReloader,
+        GreeterServer,
+        GreeterServicer,
+        ListenInfo,
+        ReloadRecord,
+        ServerConfig,
+    )
+
+_EXPORTS: dict[str, str] = {
+    "CallResult": "client",
+    "ClientConfig": "client",
+    "GreeterClient": "client",
+    "Diagnosis": "errors",
+    "GreeterError": "errors",
+    "Mode": "errors",
+    "explain": "errors",
+    "Material": "files",
+    "TlsFiles": "files",
+    "AllowList": "identity",
+    "PeerIdentity": "identity",
+    "peer_identity": "identity",
+    "CallRecord": "server",
+    "CertificateReloader": "server",
+    "GreeterServer": "server",
+    "GreeterServicer": "server",
+    "ListenInfo": "server",
+    "ReloadRecord": "server",
+    "ServerConfig": "server",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

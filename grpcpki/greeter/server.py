@@ -1,0 +1,350 @@
+"""The Greeter server: helloworld.Greeter over mTLS, TLS or plaintext, with hot reload.
+
+    from grpcpki.greeter import GreeterServer, ServerConfig, TlsFiles
+    server = GreeterServer(ServerConfig(listen="127.0.0.1:0",
+                                        files=TlsFiles(Path("server.crt"), Path("server.key"), Path("ca.crt"))))
+    info = server.start()          # info.address == "127.0.0.1:41517"
+    ...
+    server.stop()                  # in-flight calls get ``grace`` seconds to finish
+
+Certificates come from files and are re-read when the files change (see
+:class:`CertificateReloader`), so rotating them needs no restart.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+
+from grpcpki.engine.certs import CertInfo
+from grpcpki.engine.errors import GrpcpkiError
+from grpcpki.greeter._proto import helloworld_pb2, helloworld_pb2_grpc
+from grpcpki.greeter.errors import GreeterError, Mode, split_target
+from grpcpki.greeter.files import Material, Stamp, TlsFiles, load, stamp
+from grpcpki.greeter.identity import PEER_IDENTITY_HEADER, AllowList, PeerIdentity, peer_identity
+
+log = logging.getLogger("grpcpki.greeter")
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``grpcpki serve`` decides before starting."""
+
+    listen: str = "127.0.0.1:50051"
+    mode: Mode = "mtls"
+    files: TlsFiles = field(default_factory=TlsFiles)
+    allow: AllowList = field(default_factory=AllowList)
+    grace: float = 5.0
+    delay: float = 0.0
+    max_workers: int = 8
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One SayHello call as the server saw it."""
+
+    peer: str
+    identity: PeerIdentity
+    name: str
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ReloadRecord:
+    """Outcome of noticing changed certificate files: loaded, or kept the old material and why."""
+
+    loaded: bool
+    message: str
+    leaf: CertInfo | None = None
+
+
+@dataclass(frozen=True)
+class ListenInfo:
+    """Where and how a started server listens."""
+
+    host: str
+    port: int
+    mode: Mode
+    material: Material | None
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def _ascii_header(value: str) -> str:
+    # Non "-bin" metadata values must be printable ASCII (gRPC HTTP/2 spec); SANs and CNs may not be.
+    return urllib.parse.quote(value, safe="".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%"))
+
+
+class CertificateReloader:
+    """The fetcher for ``grpc.dynamic_ssl_server_credentials``: re-reads files that changed.
+
+    grpc calls it before *every* new incoming handshake (grpc-errors.md,
+    "dynamic_ssl_server_credentials"); returning None keeps the current configuration, and
+    existing connections keep their session. So each call is a cheap ``stat`` of three files,
+    and a full read + ``check_key_pair`` only when a stamp changed. A half-written or
+    mismatched pair is never handed to grpc: the old material stays and the reason is logged
+    once per distinct file state (rotation tools write cert and key one after the other).
+    """
+
+    def __init__(
+        self,
+        files: TlsFiles,
+        *,
+        require_client_cert: bool,
+        on_reload: Callable[[ReloadRecord], None] | None = None,
+    ) -> None:
+        if files.chain is None or files.key is None:
+            raise GreeterError("a TLS server needs a certificate and its key", "pass --name, or --cert and --key")
+        if require_client_cert and files.ca is None:
+            raise GreeterError(
+                "mTLS needs the CA that issued the client certificates",
+                "pass --ca FILE, or --tls to accept clients without certificates",
+            )
+        self._files = files
+        self._require_client_cert = require_client_cert
+        self._on_reload = on_reload
+        self._lock = threading.Lock()
+        self._stamp: Stamp = stamp(files)
+        self._failed_stamp: Stamp | None = None
+        self.current: Material = load(files, side="server")
+        self.reloads = 0
+
+    def configuration(self, material: Material | None = None) -> grpc.ServerCertificateConfiguration:
+        m = material or self.current
+        assert m.chain_pem is not None and m.key_pem is not None
+        return grpc.ssl_server_certificate_configuration(
+            [(m.key_pem, m.chain_pem)],
+            # Server-only TLS passes no roots: with require_client_authentication=False grpc
+            # then does not even request a client certificate.
+            root_certificates=m.ca_pem if self._require_client_cert else None,
+        )
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.dynamic_ssl_server_credentials(
+            self.configuration(), self, require_client_authentication=self._require_client_cert
+        )
+
+    def __call__(self) -> grpc.ServerCertificateConfiguration | None:
+        # Runs on a grpc core thread; an exception here would only be logged by grpc as
+        # "Failed fetching new server credentials", so never let one escape.
+        try:
+            return self._check()
+        except Exception as exc:  # noqa: BLE001
+            log.exception("certificate reload check failed")
+            self._emit(ReloadRecord(False, f"reload check failed: {exc}"))
+            return None
+
+    def _check(self) -> grpc.ServerCertificateConfiguration | None:
+        with self._lock:
+            now = stamp(self._files)
+            if now == self._stamp or now == self._failed_stamp:
+                return None
+            try:
+                material = load(self._files, side="server")
+            except GrpcpkiError as exc:
+                self._failed_stamp = now
+                reason = exc.message + (f" ({exc.hint})" if exc.hint else "")
+                self._emit(ReloadRecord(False, f"certificate files changed but were not loaded: {reason}; "
+                                        "still serving the previous certificate"))
+                return None
+            if self._stamp_settled(now):
+                self._stamp = now
+            self._failed_stamp = None
+            self.current = material
+            self.reloads += 1
+            assert material.leaf is not None
+            self._emit(ReloadRecord(
+                True,
+                f"reloaded certificate {material.leaf.subject} serial {material.leaf.serial_hex[:16]}, "
+                f"expires {material.leaf.not_after:%Y-%m-%d %H:%M}Z",
+                material.leaf,
+            ))
+            return self.configuration(material)
+
+    def _stamp_settled(self, before: Stamp) -> bool:
+        # If a file changed while we read it, keep the old stamp so the next handshake re-reads.
+        return stamp(self._files) == before
+
+    def _emit(self, record: ReloadRecord) -> None:
+        if self._on_reload is not None:
+            self._on_reload(record)
+        else:
+            log.log(logging.INFO if record.loaded else logging.WARNING, record.message)
+
+
+class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
+    """SayHello -> "Hello NAME", after checking the caller against the allow list."""
+
+    def __init__(
+        self,
+        allow: AllowList | None = None,
+        *,
+        delay: float = 0.0,
+        on_call: Callable[[CallRecord], None] | None = None,
+    ) -> None:
+        self._allow = allow or AllowList()
+        self._delay = delay
+        self._on_call = on_call
+
+    def SayHello(  # noqa: N802 - name fixed by helloworld.proto
+        self, request: helloworld_pb2.HelloRequest, context: grpc.ServicerContext
+    ) -> helloworld_pb2.HelloReply:
+        identity = peer_identity(context.auth_context())
+        context.send_initial_metadata(((PEER_IDENTITY_HEADER, _ascii_header(identity.display)),))
+        if not self._allow.permits(identity):
+            message = f"identity {identity.display} is not allowed to call this server"
+            self._record(context, identity, request.name, "PERMISSION_DENIED", message)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+        if self._delay > 0:
+            time.sleep(self._delay)
+        reply = f"Hello {request.name}"
+        self._record(context, identity, request.name, "OK", reply)
+        return helloworld_pb2.HelloReply(message=reply)
+
+    def _record(
+        self, context: grpc.ServicerContext, identity: PeerIdentity, name: str, code: str, message: str
+    ) -> None:
+        record = CallRecord(peer=context.peer(), identity=identity, name=name, code=code, message=message)
+        if self._on_call is not None:
+            self._on_call(record)
+        else:
+            log.info("%s %s SayHello(%r) -> %s", record.peer, identity.display, name, code)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """("127.0.0.1", 50051) from "127.0.0.1:50051" or "[::1]:0"; GreeterError if malformed."""
+    host, port = split_target(listen)
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise GreeterError(
+            f"cannot listen on {listen!r}: expected HOST:PORT",
+            "e.g. --listen 127.0.0.1:50051, --listen [::1]:0 (port 0 picks a free port)",
+        )
+    return host, int(port)
+
+
+def _bind_failure(host: str, port: int) -> GreeterError:
+    """Say why add_*_port failed: grpc only says 'Failed to bind to address'.
+
+    Certificates were checked beforehand, so what is left is the address itself; a plain
+    socket bind tells which (EADDRINUSE, EADDRNOTAVAIL, EACCES).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except socket.gaierror:
+        return GreeterError(f"cannot listen on {host}:{port}: unknown host {host!r}", "use an IP address or a local name")
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            return GreeterError(
+                f"port {port} on {host} is already in use",
+                "stop the other process or choose another port (--listen HOST:0 picks a free one)",
+            )
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return GreeterError(f"{host} is not an address of this machine", "listen on 127.0.0.1 or 0.0.0.0")
+        if exc.errno == errno.EACCES:
+            return GreeterError(f"no permission to listen on port {port}", "ports below 1024 need privileges; use a higher port")
+        return GreeterError(f"cannot listen on {host}:{port}: {exc.strerror}", "choose another --listen address")
+    return GreeterError(
+        f"grpc could not listen on {host}:{port}",
+        "rerun with GRPC_VERBOSITY=debug to see grpc's reason",
+    )
+
+
+class GreeterServer:
+    """A started-on-demand grpc server running :class:`GreeterServicer`."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        on_call: Callable[[CallRecord], None] | None = None,
+        on_reload: Callable[[ReloadRecord], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._on_call = on_call
+        self._on_reload = on_reload
+        self.reloader: CertificateReloader | None = None
+        self._server: grpc.Server | None = None
+        self.info: ListenInfo | None = None
+
+    def start(self) -> ListenInfo:
+        """Check the material, bind, start; raise GrpcpkiError with plain words on failure."""
+        cfg = self.config
+        host, port = parse_listen(cfg.listen)
+        credentials: grpc.ServerCredentials | None = None
+        if cfg.mode != "plaintext":
+            # Load and check_key_pair BEFORE add_secure_port: grpc reports a key/cert mismatch
+            # as 'Failed to bind to address' (grpc-errors.md row n).
+            self.reloader = CertificateReloader(
+                cfg.files, require_client_cert=cfg.mode == "mtls", on_reload=self._on_reload
+            )
+            credentials = self.reloader.credentials()
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="greeter"),
+            # grpc sets SO_REUSEPORT by default on Linux, so a second server on a busy port
+            # would silently share it; we want "port in use" instead.
+            options=[("grpc.so_reuseport", 0)],
+        )
+        helloworld_pb2_grpc.add_GreeterServicer_to_server(
+            GreeterServicer(cfg.allow, delay=cfg.delay, on_call=self._on_call), server
+        )
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            if credentials is None:
+                bound = server.add_insecure_port(address)
+            else:
+                bound = server.add_secure_port(address, credentials)
+        except RuntimeError:
+            raise _bind_failure(host, port) from None
+        if bound == 0:  # older grpcio returned 0 instead of raising
+            raise _bind_failure(host, port)
+        server.start()
+        self._server = server
+        self.info = ListenInfo(
+            host=host, port=bound, mode=cfg.mode, material=self.reloader.current if self.reloader else None
+        )
+        return self.info
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop accepting calls; let in-flight calls finish for ``grace`` seconds; block until done."""
+        if self._server is None:
+            return
+        self._server.stop(self.config.grace if grace is None else grace).wait()
+        self._server = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server stops (True) or ``timeout`` passes (False)."""
+        if self._server is None:
+            return True
+        return bool(self._server.wait_for_termination(timeout))
+
+    def __enter__(self) -> GreeterServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+__all__ = [
+    "CallRecord",
+    "CertificateReloader",
+    "GreeterServer",
+    "GreeterServicer",
+    "ListenInfo",
+    "ReloadRecord",
+    "ServerConfig",
+    "parse_listen",
+]
