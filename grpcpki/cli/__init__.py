@@ -20,7 +20,7 @@ from grpcpki.cli.context import App
 # command name -> "module:attribute", imported on first use.
 LAZY_COMMANDS: dict[str, str] = {
     "init-ca": "grpcpki.cli.ca_cmd:init_ca",
-    "ca": "grpcpki.cli.ca_cmd:ca_group",
+    "ca": "grpcpki.cli.rotate_cmd:ca_group",
     "issue": "grpcpki.cli.issue_cmd:issue",
     "list": "grpcpki.cli.inventory_cmd:list_cmd",
     "inspect": "grpcpki.cli.inventory_cmd:inspect_cmd",
