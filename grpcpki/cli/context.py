@@ -6,7 +6,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -68,3 +68,34 @@ class App:
 
 
 pass_app = click.make_pass_decorator(App)
+
+
+def _set_pki(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(App).pki_dir = value  # type: ignore[union-attr]
+
+
+def _set_passphrase_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(App).passphrase_file = value  # type: ignore[union-attr]
+
+
+def pki_options(func: Any) -> Any:
+    """Accept --pki and --passphrase-file after the command name too (`grpcpki issue ... --pki DIR`)."""
+    func = click.option(
+        "--passphrase-file",
+        type=click.Path(dir_okay=False),
+        expose_value=False,
+        is_eager=True,
+        callback=_set_passphrase_file,
+        help="File holding the CA key passphrase (else $GRPCPKI_PASSPHRASE, else a prompt).",
+    )(func)
+    func = click.option(
+        "--pki",
+        type=click.Path(file_okay=False),
+        expose_value=False,
+        is_eager=True,
+        callback=_set_pki,
+        help="PKI directory [default: ./pki or $GRPCPKI_HOME].",
+    )(func)
+    return func
