@@ -240,9 +240,11 @@ class NameConstraints:
         """Build from user input: ``.svc.cluster.local``, ``spiffe://example.org``, ``10.0.0.0/8``."""
         dns_entries = []
         for entry in dns:
-            leading_dot = entry.startswith(".")
-            body = validate_dns_name(entry[1:] if leading_dot else entry, allow_wildcard=False)
-            dns_entries.append(("." if leading_dot else "") + body)
+            # RFC 5280 4.2.1.10 defines DNS constraints as "add labels on the left": there is no
+            # leading-dot form for dNSName (only for URIs and emails). Go tolerates '.x', but
+            # Rust webpki (cryptography's verifier) rejects it as malformed, so '.svc.cluster.local'
+            # is written as 'svc.cluster.local', which permits it and every name under it.
+            dns_entries.append(validate_dns_name(entry.removeprefix("."), allow_wildcard=False))
         uri_entries = []
         for entry in uri:
             host = urlsplit(entry).hostname if "://" in entry else entry

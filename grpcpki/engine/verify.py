@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509 import verification
 
 from grpcpki.engine.certs import load_certificates
+from grpcpki.engine.errors import GrpcpkiError
 from grpcpki.engine.names import San
 from grpcpki.engine.profiles import Role
 
@@ -56,11 +57,12 @@ def verify_chain(
         else:
             chain = builder.build_client_verifier().verify(leaf, intermediates).chain
     except verification.VerificationError as exc:
-        if "Forbidden public key algorithm" in str(exc):
-            # The Web PKI profile behind cryptography's verifier has no Ed25519; Go and
-            # BoringSSL do. Fall back to checking signatures and dates link by link.
-            return _verify_links(certs, roots, moment)
-        return ChainCheck(False, str(exc))
+        message = str(exc)
+        if "Forbidden public key algorithm" in message or "unsupported name constraint" in message:
+            # cryptography's verifier follows the Web PKI profile: no Ed25519 and no URI name
+            # constraints, both of which Go and BoringSSL accept. Check those chains link by link.
+            return _verify_links(certs, roots, moment, Role(role), host)
+        return ChainCheck(False, message)
     subjects = tuple(c.subject.rfc4514_string() for c in chain)
     return ChainCheck(True, "chain verifies: " + " -> ".join(subjects), subjects)
 
@@ -102,21 +104,38 @@ def name_matches(host: str, sans: tuple[San, ...]) -> bool:
     return False
 
 
-def _verify_links(certs: list[x509.Certificate], roots: list[x509.Certificate], moment: datetime) -> ChainCheck:
-    """Minimal path check (signatures, validity, CA flags) for algorithms the verifier refuses."""
-    path = list(certs)
-    for cert in path:
+def _verify_links(
+    certs: list[x509.Certificate], roots: list[x509.Certificate], moment: datetime, role: Role, host: str | None
+) -> ChainCheck:
+    """Path check for chains the Web PKI verifier refuses: signatures, dates, CA flags,
+    name constraints, EKU and (for servers) the dialed name."""
+    from grpcpki.engine.certs import info_from_certificate
+
+    for cert in certs:
         if not cert.not_valid_before_utc <= moment < cert.not_valid_after_utc:
             return ChainCheck(False, f"{cert.subject.rfc4514_string()} is outside its validity period")
-    current = path[-1]
-    for child, parent in zip(path, path[1:]):
+    for child, parent in zip(certs, certs[1:]):
         if not _signed_by(child, parent):
             return ChainCheck(False, f"{child.subject.rfc4514_string()} is not signed by the next certificate in the chain")
-    for root in roots:
-        if _signed_by(current, root):
-            chain = [*path, root] if current != root else path
-            return ChainCheck(True, "chain verifies: " + " -> ".join(c.subject.rfc4514_string() for c in chain))
-    return ChainCheck(False, "no trusted CA signed this chain")
+    top = certs[-1]
+    anchor = next((root for root in roots if root == top or _signed_by(top, root)), None)
+    if anchor is None:
+        return ChainCheck(False, "no trusted CA signed this chain")
+    chain = certs if anchor == top else [*certs, anchor]
+    leaf = info_from_certificate(certs[0])
+    for issuer in chain[1:]:
+        constraints = info_from_certificate(issuer).name_constraints
+        if constraints is not None:
+            try:
+                constraints.check(leaf.sans)
+            except GrpcpkiError as exc:
+                return ChainCheck(False, exc.message)
+    wanted = "serverAuth" if role is Role.SERVER else "clientAuth"
+    if leaf.extended_key_usage and wanted not in leaf.extended_key_usage:
+        return ChainCheck(False, f"the certificate's extended key usage lacks {wanted}")
+    if role is Role.SERVER and host and not name_matches(host, leaf.sans):
+        return ChainCheck(False, f"{host} is not among the certificate's SANs")
+    return ChainCheck(True, "chain verifies: " + " -> ".join(c.subject.rfc4514_string() for c in chain))
 
 
 def _signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
