@@ -16,7 +16,12 @@ On disk, with an inventory::
     pki.material("localhost").chain_path
 """
 
-from grpcpki.engine.certs import CA, CertInfo, Leaf, cert_info, check_key_pair, load_certificates
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Errors are cheap and needed everywhere (the CLI's error path): import them eagerly.
 from grpcpki.engine.errors import (
     AlreadyExistsError,
     CAExistsError,
@@ -34,12 +39,53 @@ from grpcpki.engine.errors import (
     RotationError,
     ValidityError,
 )
-from grpcpki.engine.inventory import Record
-from grpcpki.engine.keys import KeyType
-from grpcpki.engine.names import NameConstraints, San, parse_san, validate_dns_name, validate_spiffe_id
-from grpcpki.engine.pki import Inspection, Material, Pki
-from grpcpki.engine.profiles import Role
-from grpcpki.engine.verify import ChainCheck, verify_chain
+
+if TYPE_CHECKING:
+    from grpcpki.engine.certs import CA, CertInfo, Leaf, cert_info, check_key_pair, load_certificates
+    from grpcpki.engine.inventory import Record
+    from grpcpki.engine.keys import KeyType
+    from grpcpki.engine.names import NameConstraints, San, parse_san, validate_dns_name, validate_spiffe_id
+    from grpcpki.engine.pki import Inspection, Material, Pki
+    from grpcpki.engine.profiles import Role
+    from grpcpki.engine.verify import ChainCheck, verify_chain
+
+# Everything else is imported on first use (PEP 562), so `grpcpki --help` does not pay for
+# loading cryptography's x509 machinery.
+_LAZY: dict[str, str] = {
+    "CA": "grpcpki.engine.certs",
+    "CertInfo": "grpcpki.engine.certs",
+    "Leaf": "grpcpki.engine.certs",
+    "cert_info": "grpcpki.engine.certs",
+    "check_key_pair": "grpcpki.engine.certs",
+    "load_certificates": "grpcpki.engine.certs",
+    "Record": "grpcpki.engine.inventory",
+    "KeyType": "grpcpki.engine.keys",
+    "NameConstraints": "grpcpki.engine.names",
+    "San": "grpcpki.engine.names",
+    "parse_san": "grpcpki.engine.names",
+    "validate_dns_name": "grpcpki.engine.names",
+    "validate_spiffe_id": "grpcpki.engine.names",
+    "Inspection": "grpcpki.engine.pki",
+    "Material": "grpcpki.engine.pki",
+    "Pki": "grpcpki.engine.pki",
+    "Role": "grpcpki.engine.profiles",
+    "ChainCheck": "grpcpki.engine.verify",
+    "verify_chain": "grpcpki.engine.verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'grpcpki.engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "CA",
