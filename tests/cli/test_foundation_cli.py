@@ -198,15 +198,20 @@ def test_inspect_a_file_without_a_pki(tmp_path: Path, cli: Cli) -> None:
 
 
 def test_unexpected_errors_are_one_line_unless_debugging(tmp_path: Path) -> None:
-    # An inventory path that is a directory makes sqlite fail in a way no check anticipates.
+    import sqlite3
+
+    # An inventory that claims the current schema but has no tables: nothing anticipates that.
     pki = tmp_path / "pki"
     assert run_grpcpki("--pki", str(pki), "init-ca").code == 0
     (pki / "inventory.db").unlink()
-    (pki / "inventory.db").mkdir()
+    db = sqlite3.connect(pki / "inventory.db")
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
     result = run_grpcpki("--pki", str(pki), "list")
-    assert result.code == 1 and "Traceback" not in result.output
+    assert_clean_error(result, "unexpected error", "GRPCPKI_DEBUG=1")
     debug = run_grpcpki("--pki", str(pki), "list", env={"GRPCPKI_DEBUG": "1"})
-    assert debug.code == 1
+    assert debug.code == 1 and "Traceback" in debug.stderr
 
 
 def test_console_script_matches_python_m(tmp_path: Path) -> None:
