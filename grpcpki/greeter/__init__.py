@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from grpcpki.greeter.client import CallResult, ClientConfig, GreeterClient
     from grpcpki.greeter.errors import Diagnosis, GreeterError, Mode, explain
-    from grpcpki.greeter.files import Material, TlsFiles
+    from grpcpki.greeter.files import TlsMaterial, TlsFiles
     from grpcpki.greeter.identity import AllowList, PeerIdentity, peer_identity
     from grpcpki.greeter.server import (
         CallRecord,
@@ -35,7 +35,7 @@ _EXPORTS: dict[str, str] = {
     "GreeterError": "errors",
     "Mode": "errors",
     "explain": "errors",
-    "Material": "files",
+    "TlsMaterial": "files",
     "TlsFiles": "files",
     "AllowList": "identity",
     "PeerIdentity": "identity",

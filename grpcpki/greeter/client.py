@@ -18,7 +18,7 @@ import grpc
 from grpcpki.engine.errors import GrpcpkiError
 from grpcpki.greeter._proto import helloworld_pb2, helloworld_pb2_grpc
 from grpcpki.greeter.errors import Diagnosis, GreeterError, Mode, explain
-from grpcpki.greeter.files import Material, TlsFiles, load
+from grpcpki.greeter.files import TlsMaterial, TlsFiles, load
 from grpcpki.greeter.identity import PEER_IDENTITY_HEADER
 
 
@@ -69,7 +69,7 @@ class CallResult:
         return data
 
 
-def identity_of(material: Material | None) -> str | None:
+def identity_of(material: TlsMaterial | None) -> str | None:
     """The name a server will read from this client's certificate (URI, then DNS, then CN)."""
     if material is None or material.leaf is None:
         return None
@@ -90,16 +90,17 @@ class GreeterClient:
 
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
-        self.material: Material | None = None
+        self.material: TlsMaterial | None = None
         self._channel: grpc.Channel | None = None
         self._stub: helloworld_pb2_grpc.GreeterStub | None = None
+        self._used = False  # has the current channel carried a call yet?
 
     @property
     def trust_description(self) -> str | None:
         ca = self.config.files.ca
         return str(ca) if ca is not None else None
 
-    def connect(self) -> Material | None:
+    def connect(self) -> TlsMaterial | None:
         """Load (and check) the files and open a channel; GrpcpkiError if the files are unusable."""
         self.close()
         cfg = self.config
@@ -134,11 +135,12 @@ class GreeterClient:
         else:
             self._channel = grpc.secure_channel(cfg.target, credentials, options=options)
         self._stub = helloworld_pb2_grpc.GreeterStub(self._channel)
+        self._used = False
         return self.material
 
     def say_hello(self, name: str, *, seq: int = 1) -> CallResult:
         """One SayHello. Never raises for RPC failures: they come back as a failed CallResult."""
-        if self._stub is None or self.config.new_connection:
+        if self._stub is None or (self.config.new_connection and self._used):
             try:
                 self.connect()
             except GrpcpkiError as exc:
@@ -158,6 +160,7 @@ class GreeterClient:
                     ),
                 )
         assert self._stub is not None
+        self._used = True
         serial = self.material.leaf.serial_hex if self.material and self.material.leaf else None
         start = time.perf_counter()
         try:

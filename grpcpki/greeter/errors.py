@@ -66,7 +66,7 @@ _SERVER_CHAIN_REASONS: dict[str, tuple[str, str, str]] = {
         "this client could not chain the server's certificate to its trust bundle ({trust}): the server "
         "certificate comes from another CA, or the server does not send its intermediate CA certificate",
         "pass the CA that issued the server certificate with --ca (or its PKI's ca.crt), and make the "
-        "server present its full chain (leaf + intermediates, e.g. chain.crt rather than cert.crt)",
+        "server present its full chain (leaf + intermediates: chain.pem rather than cert.pem)",
     ),
     "self signed certificate": (
         "server-cert-self-signed",
@@ -247,9 +247,8 @@ def explain(
         return make(
             "server-rejected-client",
             "the server closed the connection during the handshake: it rejected this client's certificate "
-            "(from a CA it does not trust, expired, or without the clientAuth usage), or it does not speak "
-            "the same protocol; the client side cannot tell which — the server's log says "
-            "(PEER_DID_NOT_RETURN_A_CERTIFICATE / CERTIFICATE_VERIFY_FAILED: <reason>)",
+            "(issued by a CA it does not trust, expired, or without the clientAuth usage); the client cannot "
+            "tell which — the server's log line 'Handshake failed ...' names it",
             f"check that the server trusts the CA that issued this client certificate; {_DOCTOR}",
             certain=False,
         )

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grpcpki.engine.certs import CertInfo, cert_info, check_key_pair
+from grpcpki.engine import CertInfo, cert_info, check_key_pair
 from grpcpki.engine.errors import GrpcpkiError
 from grpcpki.greeter.errors import GreeterError
 
@@ -36,7 +36,7 @@ class TlsFiles:
 
 
 @dataclass(frozen=True)
-class Material:
+class TlsMaterial:
     """The bytes of a :class:`TlsFiles` at one moment, checked to be usable."""
 
     chain_pem: bytes | None
@@ -85,7 +85,7 @@ def _read(path: Path, what: str, flag: str) -> bytes:
         raise GreeterError(f"cannot read {what} file {path}: {exc.strerror}", f"check {flag}") from None
 
 
-def load(files: TlsFiles, *, side: str = "server") -> Material:
+def load(files: TlsFiles, *, side: str = "server") -> TlsMaterial:
     """Read and check the files; raise :class:`GreeterError` (or the engine's PemError /
     KeyMismatchError) with the file named, before grpc ever sees them.
 
@@ -121,12 +121,12 @@ def load(files: TlsFiles, *, side: str = "server") -> Material:
             trusted = tuple(cert_info(block) for block in blocks)
         except GrpcpkiError as exc:
             raise type(exc)(f"{files.ca}: {exc.message}", exc.hint) from None
-    return Material(chain_pem=chain_pem, key_pem=key_pem, ca_pem=ca_pem, leaf=leaf, trusted=trusted)
+    return TlsMaterial(chain_pem=chain_pem, key_pem=key_pem, ca_pem=ca_pem, leaf=leaf, trusted=trusted)
 
 
-def describe_trust(material: Material) -> str:
+def describe_trust(material: TlsMaterial) -> str:
     """'CN=Example CA (SHA256 AB:CD:EF…)' for each anchor, for one status line."""
     return "; ".join(f"{info.subject} (SHA256 {info.fingerprint_sha256[:23]}…)" for info in material.trusted)
 
 
-__all__ = ["Material", "Stamp", "TlsFiles", "describe_trust", "load", "split_pem_certificates", "stamp"]
+__all__ = ["TlsMaterial", "Stamp", "TlsFiles", "describe_trust", "load", "split_pem_certificates", "stamp"]

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from grpcpki.engine.certs import CertInfo
+from grpcpki.engine import CertInfo
 from grpcpki.engine.errors import GrpcpkiError
 from grpcpki.greeter._proto import helloworld_pb2, helloworld_pb2_grpc
 from grpcpki.greeter.errors import GreeterError, Mode, split_target
-from grpcpki.greeter.files import Material, Stamp, TlsFiles, load, stamp
+from grpcpki.greeter.files import TlsMaterial, Stamp, TlsFiles, load, stamp
 from grpcpki.greeter.identity import PEER_IDENTITY_HEADER, AllowList, PeerIdentity, peer_identity
 
 log = logging.getLogger("grpcpki.greeter")
@@ -74,7 +74,7 @@ class ListenInfo:
     host: str
     port: int
     mode: Mode
-    material: Material | None
+    material: TlsMaterial | None
 
     @property
     def address(self) -> str:
@@ -117,10 +117,10 @@ class CertificateReloader:
         self._lock = threading.Lock()
         self._stamp: Stamp = stamp(files)
         self._failed_stamp: Stamp | None = None
-        self.current: Material = load(files, side="server")
+        self.current: TlsMaterial = load(files, side="server")
         self.reloads = 0
 
-    def configuration(self, material: Material | None = None) -> grpc.ServerCertificateConfiguration:
+    def configuration(self, material: TlsMaterial | None = None) -> grpc.ServerCertificateConfiguration:
         m = material or self.current
         assert m.chain_pem is not None and m.key_pem is not None
         return grpc.ssl_server_certificate_configuration(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import assert_clean_error, run_grpcpki, tree
+from support import assert_clean_error, run_grpcpki, tree
 
 
 def test_demo_proves_mutual_tls_and_cleans_up(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OPENSSL, Result, assert_clean_error, requires_openssl, run_grpcpki, tree
+from support import OPENSSL, Result, assert_clean_error, requires_openssl, run_grpcpki, tree
 
 Cli = Callable[..., Result]
 

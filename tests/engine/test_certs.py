@@ -10,7 +10,7 @@ import pytest
 from cryptography import x509
 from helpers import assert_is_ca, assert_is_leaf
 
-from conftest import OPENSSL, requires_openssl
+from support import OPENSSL, requires_openssl
 from grpcpki.engine import (
     CA,
     CannotSignError,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import tree
+from support import tree
 from grpcpki.engine import (
     AlreadyExistsError,
     CAExistsError,

@@ -1,4 +1,4 @@
-"""Generated Greeter stubs (helloworld.proto). Do not edit: run ``python scripts/gen_protos.py``.
+"""Generated Greeter stubs (helloworld.proto). Do not edit: run ``python protos/generate.py``.
 
 Generated into this real package path so the ``_pb2_grpc`` module imports
 ``grpcpki.greeter._proto.helloworld_pb2`` absolutely (see the script's docstring).

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Regenerate the committed Greeter stubs in grpcpki/greeter/_proto/ from protos/helloworld.proto.
 
-    python scripts/gen_protos.py            # rewrite the committed stubs
-    python scripts/gen_protos.py --out DIR  # write them elsewhere (tests/test_stubs.py diffs the two)
+    python protos/generate.py            # rewrite the committed stubs
+    python protos/generate.py --out DIR  # write them elsewhere (tests/test_stubs.py diffs the two)
 
 Why the copy into a temporary tree: grpc_tools writes ``import helloworld_pb2`` in the
 ``_pb2_grpc`` module, relative to the ``-I`` root, which only works when the stub directory is

@@ -1,0 +1,436 @@
+"""``grpcpki serve`` and ``grpcpki greet``: the helloworld Greeter over mTLS, TLS or plaintext.
+
+grpc is heavy to import, so :mod:`grpcpki.greeter.server` / ``.client`` are imported inside the
+command bodies only: ``grpcpki --help`` and ``grpcpki list`` never load grpc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.markup import escape
+
+from grpcpki.cli.console import err, info, out, render_error, success, warning
+from grpcpki.cli.context import App, pass_app, pki_options
+
+if TYPE_CHECKING:
+    from grpcpki.engine import CertInfo
+    from grpcpki.greeter.client import CallResult
+    from grpcpki.greeter.files import TlsMaterial, TlsFiles
+    from grpcpki.greeter.server import CallRecord, ReloadRecord
+
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
+def _emit_json(data: dict[str, Any]) -> None:
+    """One compact JSON object per line on stdout, flushed: a script can readline() it."""
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _resolve_files(
+    app: App,
+    *,
+    name: str | None,
+    cert: Path | None,
+    key: Path | None,
+    ca: Path | None,
+    plaintext: bool,
+) -> TlsFiles:
+    """--name NAME or --cert/--key/--ca -> TlsFiles; conflicting flags are usage errors (exit 2)."""
+    from grpcpki.greeter.files import TlsFiles
+
+    explicit = [flag for flag, value in (("--cert", cert), ("--key", key), ("--ca", ca)) if value is not None]
+    if plaintext:
+        if name or explicit:
+            given = ["--name"] * bool(name) + explicit
+            raise click.UsageError(f"--plaintext uses no certificates; drop {', '.join(given)}")
+        return TlsFiles()
+    if name and explicit:
+        raise click.UsageError(
+            f"--name {name} already gives the certificate, key and CA; drop {', '.join(explicit)}"
+        )
+    if (cert is None) != (key is None):
+        raise click.UsageError("--cert and --key go together (the certificate and its private key)")
+    if name:
+        material = app.pki().material(name)
+        return TlsFiles(chain=material.chain_path, key=material.key_path, ca=material.trust_path)
+    return TlsFiles(chain=cert, key=key, ca=ca)
+
+
+def _check_leaf(leaf: CertInfo | None, *, usage: str, side: str) -> None:
+    """Warn about certificates the peer will refuse, before the first handshake does."""
+    if leaf is None:
+        return
+    if leaf.extended_key_usage and usage not in leaf.extended_key_usage:
+        warning(
+            f"{leaf.subject} has no {usage} extended key usage: peers will reject it "
+            f"(unsupported certificate purpose); issue a {side} certificate instead"
+        )
+    state = leaf.validity_state()
+    if state == "expired":
+        warning(f"{leaf.subject} expired on {leaf.not_after:%Y-%m-%d %H:%M}Z: peers will reject it")
+    elif state == "not-yet-valid":
+        warning(f"{leaf.subject} is not valid before {leaf.not_before:%Y-%m-%d %H:%M}Z: peers will reject it")
+
+
+def _cert_summary(leaf: CertInfo) -> dict[str, Any]:
+    return {
+        "subject": leaf.subject,
+        "serial": leaf.serial_hex,
+        "sans": [str(s) for s in leaf.sans],
+        "not_after": leaf.not_after.isoformat().replace("+00:00", "Z"),
+        "fingerprint_sha256": leaf.fingerprint_sha256,
+    }
+
+
+def _clock() -> str:
+    return datetime.now().strftime("%H:%M:%S")
+
+
+# --------------------------------------------------------------------------------------- serve
+
+
+@click.command("serve")
+@click.option("--name", "-n", metavar="NAME", help="Server certificate from the PKI (as issued by `grpcpki issue server`).")
+@click.option("--cert", type=_FILE, help="Certificate chain file to present (leaf first, then intermediates).")
+@click.option("--key", type=_FILE, help="Private key of --cert.")
+@click.option("--ca", type=_FILE, help="Trust bundle for client certificates (required for mTLS with --cert).")
+@click.option(
+    "--listen",
+    "-l",
+    default="127.0.0.1:50051",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Address to listen on; port 0 picks a free port (printed at start).",
+)
+@click.option("--tls", "tls_only", is_flag=True, help="Server-side TLS only: do not ask clients for a certificate.")
+@click.option("--plaintext", is_flag=True, help="No TLS at all (for comparison; never in production).")
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    metavar="ID",
+    help="Only this client identity may call (repeatable): an exact SPIFFE ID/URI, or a glob on DNS SAN or CN.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="On SIGINT/SIGTERM, time in-flight calls get to finish.",
+)
+@click.option(
+    "--delay",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    metavar="SECONDS",
+    help="Wait this long before each reply (to watch deadlines and graceful shutdown).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line on stdout when listening (for scripts).")
+@pki_options
+@pass_app
+def serve(
+    app: App,
+    name: str | None,
+    cert: Path | None,
+    key: Path | None,
+    ca: Path | None,
+    listen: str,
+    tls_only: bool,
+    plaintext: bool,
+    allow: tuple[str, ...],
+    grace: float,
+    delay: float,
+    as_json: bool,
+) -> None:
+    """Run the helloworld Greeter server with mTLS (default), --tls or --plaintext.
+
+    SayHello replies "Hello NAME". Each call's peer identity (SPIFFE ID / URI SAN, else DNS
+    SAN, else CN) is logged to stderr; with --allow, other identities get PERMISSION_DENIED.
+    Certificate, key and CA files are re-read when they change, so rotation needs no restart
+    (a new pair that does not match is not loaded: the old one stays, and the log says why).
+    grpc's own "Handshake failed" lines on stderr are the only place that tells why a client
+    was refused during the handshake.
+
+    \b
+    Examples:
+      grpcpki serve --name localhost
+      grpcpki serve --name localhost --allow spiffe://example.org/web --allow '*.internal'
+      grpcpki serve --cert server.crt --key server.key --ca ca.crt --listen 0.0.0.0:8443
+      grpcpki serve --name localhost --tls            # clients need no certificate
+      grpcpki serve --listen 127.0.0.1:0 --name localhost --json   # prints the port picked
+    """
+    if tls_only and plaintext:
+        raise click.UsageError("choose one of --tls and --plaintext")
+    mode = "plaintext" if plaintext else "tls" if tls_only else "mtls"
+    if allow and mode != "mtls":
+        raise click.UsageError(f"--allow needs client certificates, which --{mode} does not ask for; drop one")
+    files = _resolve_files(app, name=name, cert=cert, key=key, ca=ca, plaintext=plaintext)
+    if mode == "mtls" and files.ca is None:
+        raise click.UsageError("mTLS needs --ca (the CA that issued client certificates), or --tls to not ask for one")
+    if mode != "plaintext" and files.chain is None:
+        raise click.UsageError("a TLS server needs --name NAME, or --cert FILE and --key FILE")
+
+    from grpcpki.greeter.errors import MODE_WORDS
+    from grpcpki.greeter.files import describe_trust
+    from grpcpki.greeter.identity import AllowList
+    from grpcpki.greeter.server import GreeterServer, ServerConfig
+
+    def on_call(record: CallRecord) -> None:
+        # Names and identities come from the network: escape them, rich would read "[...]" as markup.
+        who, called = escape(record.identity.display), escape(f"SayHello({record.name!r})")
+        if record.code == "OK":
+            err().print(f"{_clock()} [green]OK[/] {called} from [bold]{who}[/] ({record.peer})", highlight=False)
+        else:
+            err().print(
+                f"{_clock()} [red]{record.code}[/] {called} from [bold]{who}[/] ({record.peer}): not in --allow",
+                highlight=False,
+            )
+
+    def on_reload(record: ReloadRecord) -> None:
+        if record.loaded:
+            success(f"{_clock()} {record.message}")
+        else:
+            warning(f"{_clock()} {record.message}")
+
+    config = ServerConfig(
+        listen=listen, mode=mode, files=files, allow=AllowList.of(allow), grace=grace, delay=delay  # type: ignore[arg-type]
+    )
+    server = GreeterServer(config, on_call=on_call, on_reload=on_reload)
+    started = server.start()
+    material = started.material
+    if material is not None:
+        _check_leaf(material.leaf, usage="serverAuth", side="server")
+
+    stop = threading.Event()
+    received: list[str] = []
+
+    def handle(signum: int, _frame: object) -> None:
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+    if as_json:
+        _emit_json(
+            {
+                "event": "listening",
+                "address": started.address,
+                "host": started.host,
+                "port": started.port,
+                "mode": mode,
+                "trusted_cas": [_cert_summary(t) for t in material.trusted] if material else [],
+                "certificate": _cert_summary(material.leaf) if material and material.leaf else None,
+                "allow": list(config.allow.patterns),
+                "pid": os.getpid(),
+            }
+        )
+    line = f"serving helloworld.Greeter on {started.address} — {MODE_WORDS[mode]}"
+    if material is not None and material.leaf is not None:
+        line += f"; certificate {material.leaf.subject} (serial {material.leaf.serial_hex[:16]}…)"
+    if mode == "mtls" and material is not None:
+        line += f"; trusting clients from {describe_trust(material)}"
+        line += f"; allowing {', '.join(allow)}" if allow else "; allowing any client certificate it issued"
+    success(line)
+    info("Ctrl-C or SIGTERM to stop")
+
+    while not stop.wait(0.5):
+        pass
+    info(f"{received[0] if received else 'signal'} received: finishing in-flight calls (up to {grace:g} s)")
+    server.stop(grace)
+    success("stopped")
+
+
+# --------------------------------------------------------------------------------------- greet
+
+
+@click.command("greet")
+@click.option("--name", "-n", metavar="NAME", help="Client certificate from the PKI (as issued by `grpcpki issue client`).")
+@click.option("--cert", type=_FILE, help="Client certificate chain file.")
+@click.option("--key", type=_FILE, help="Private key of --cert.")
+@click.option("--ca", type=_FILE, help="Trust bundle for the server certificate (default: grpc's public roots).")
+@click.option(
+    "--server",
+    "-s",
+    "target",
+    default="localhost:50051",
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Server to dial; HOST is the name checked against the server certificate's SANs.",
+)
+@click.option(
+    "--server-name",
+    metavar="NAME",
+    help="Check the server certificate (and send SNI) for NAME instead of HOST (grpc.ssl_target_name_override).",
+)
+@click.option("--to", "--message", "-m", "to", default="world", show_default=True, metavar="NAME", help="Name to greet.")
+@click.option(
+    "--count", "-c", type=click.IntRange(min=0), default=1, show_default=True, help="Calls to make; 0 = until Ctrl-C."
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Pause between calls.",
+)
+@click.option(
+    "--new-connection",
+    is_flag=True,
+    help="Fresh connection per call, re-reading certificate, key and CA files (follows rotation).",
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, metavar="SECONDS"
+)
+@click.option("--tls-only", is_flag=True, help="Verify the server but send no client certificate.")
+@click.option("--plaintext", is_flag=True, help="No TLS at all.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per call on stdout, then a summary line.")
+@click.option("--verbose", "-v", is_flag=True, help="Show grpc's raw error strings and log lines.")
+@pki_options
+@pass_app
+def greet(
+    app: App,
+    name: str | None,
+    cert: Path | None,
+    key: Path | None,
+    ca: Path | None,
+    target: str,
+    server_name: str | None,
+    to: str,
+    count: int,
+    interval: float,
+    new_connection: bool,
+    timeout: float,
+    tls_only: bool,
+    plaintext: bool,
+    as_json: bool,
+    verbose: bool,
+) -> None:
+    """Call SayHello on a Greeter server and explain any failure in plain words.
+
+    Exits 0 when every call succeeded, 1 otherwise. A failed call shows its gRPC status,
+    a first reading of the cause and what to try. Some causes cannot be told apart from
+    the client side (a server closing the handshake looks the same for a missing, expired
+    or untrusted client certificate); the server's log then has the answer.
+
+    \b
+    Examples:
+      grpcpki greet --name web
+      grpcpki greet --name web --server 127.0.0.1:50051 --server-name localhost
+      grpcpki greet --cert client.crt --key client.key --ca ca.crt --to Alice
+      grpcpki greet --name web --count 0 --interval 2 --new-connection   # watch a rotation
+      grpcpki greet --name web --tls-only        # what a client without a certificate sees
+      grpcpki greet --name web --json | jq .status
+    """
+    if tls_only and plaintext:
+        raise click.UsageError("choose one of --tls-only and --plaintext")
+    if tls_only and (cert or key):
+        raise click.UsageError("--tls-only sends no client certificate; drop --cert/--key")
+    if plaintext and server_name:
+        raise click.UsageError("--server-name is for TLS; drop it with --plaintext")
+    mode = "plaintext" if plaintext else "tls" if tls_only else "mtls"
+    files = _resolve_files(app, name=name, cert=cert, key=key, ca=ca, plaintext=plaintext)
+    if mode == "mtls" and files.chain is None:
+        raise click.UsageError(
+            "mTLS needs a client certificate: pass --name NAME or --cert FILE --key FILE (or --tls-only to send none)"
+        )
+    if not verbose:
+        # grpc prints its own handshake log lines to stderr; greet explains failures itself.
+        # Must be set before grpc is first imported (below).
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
+    from grpcpki.greeter.client import ClientConfig, GreeterClient, identity_of
+    from grpcpki.greeter.errors import MODE_WORDS, tail
+
+    config = ClientConfig(
+        target=target,
+        mode=mode,  # type: ignore[arg-type]
+        files=files,
+        server_name=server_name,
+        timeout=timeout,
+        new_connection=new_connection,
+    )
+    client = GreeterClient(config)
+    material: TlsMaterial | None = client.connect()
+    if material is not None:
+        _check_leaf(material.leaf, usage="clientAuth", side="client")
+    if not as_json:
+        who = identity_of(material)
+        line = f"greeting {target} over {MODE_WORDS[mode]}"
+        if who:
+            line += f" as {who}"
+        if mode != "plaintext":
+            line += f", trusting {files.ca or 'grpc public roots'}"
+            if server_name:
+                line += f", checking the server certificate for {server_name!r}"
+        info(line)
+
+    results: list[CallResult] = []
+    seq = 0
+    try:
+        while count == 0 or seq < count:
+            seq += 1
+            if seq > 1 and interval:
+                time.sleep(interval)
+            result = client.say_hello(to, seq=seq)
+            results.append(result)
+            _report(result, as_json=as_json, verbose=verbose, many=count != 1, tail=tail)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.close()
+
+    failed = sum(1 for r in results if not r.ok)
+    if as_json:
+        latencies = [r.latency_ms for r in results if r.ok]
+        _emit_json(
+            {
+                "summary": True,
+                "target": target,
+                "mode": mode,
+                "calls": len(results),
+                "ok": len(results) - failed,
+                "failed": failed,
+                "latency_ms_max": round(max(latencies), 3) if latencies else None,
+            }
+        )
+    elif len(results) != 1:
+        words = f"{len(results)} calls: {len(results) - failed} OK, {failed} failed"
+        (warning if failed else success)(words)
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def _report(result: CallResult, *, as_json: bool, verbose: bool, many: bool, tail: Any) -> None:
+    if as_json:
+        data = result.to_dict()
+        if verbose and result.debug_error:
+            data["debug_error_string"] = result.debug_error
+        _emit_json(data)
+        return
+    prefix = f"#{result.seq} " if many else ""
+    if result.ok:
+        out().print(result.reply, markup=False, highlight=False)
+        seen = f"; the server saw you as {result.identity}" if result.identity else ""
+        success(f"{prefix}OK in {result.latency_ms:.1f} ms{seen}")
+        return
+    diagnosis = result.diagnosis
+    cause = diagnosis.cause if diagnosis else (result.details or "unknown failure")
+    render_error(f"{prefix}{result.code} after {result.latency_ms:.1f} ms: {cause}", diagnosis.fix if diagnosis else None)
+    if verbose and result.debug_error:
+        err().print(f"  grpc: {result.debug_error}", markup=False, highlight=False, style="dim")
+    elif result.details:
+        err().print(f"  grpc said: {tail(result.details)}", markup=False, highlight=False, style="dim")

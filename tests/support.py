@@ -1,0 +1,69 @@
+"""Shared test helpers: run the real `grpcpki` entry point, assert clean errors, list files.
+
+A uniquely named module (not ``conftest``) so ``from support import ...`` means this file from
+any test directory, whatever conftest.py files sit nearer.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+OPENSSL = shutil.which("openssl")
+requires_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not installed")
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRPCPKI_")}
+    # A wide terminal keeps rich from wrapping the lines tests look for.
+    env.update({"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"})
+    env.update(extra or {})
+    return env
+
+
+def run_grpcpki(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60,
+    input: str | None = None,
+) -> Result:
+    """Run `python -m grpcpki ARGS` in a subprocess, as a user would, with no TTY."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpcpki", *args],
+        cwd=cwd, env=_env(env), capture_output=True, text=True, timeout=timeout,
+        input=input if input is not None else "",
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_clean_error(result: Result, *fragments: str, code: int = 1) -> None:
+    """One clear line on stderr, the expected exit code, and no traceback."""
+    assert result.code == code, result.output
+    assert "Traceback" not in result.output, result.output
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr
+    if code == 1:
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+
+
+def tree(path: Path) -> list[str]:
+    """Every file under path, relative, sorted: to assert nothing was written."""
+    if not path.exists():
+        return []
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
