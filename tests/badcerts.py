@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
 CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
 
@@ -91,7 +91,11 @@ def _general_name(san: str) -> x509.GeneralName:
 
 
 def _key_usage(
-    *, digital_signature: bool = False, key_encipherment: bool = False, key_cert_sign: bool = False, crl_sign: bool = False
+    *,
+    digital_signature: bool = False,
+    key_encipherment: bool = False,
+    key_cert_sign: bool = False,
+    crl_sign: bool = False,
 ) -> x509.KeyUsage:
     return x509.KeyUsage(
         digital_signature=digital_signature,
@@ -180,7 +184,9 @@ def make_ca(
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
-        .add_extension(_key_usage(digital_signature=True, key_cert_sign=key_cert_sign, crl_sign=key_cert_sign), critical=True)
+        .add_extension(
+            _key_usage(digital_signature=True, key_cert_sign=key_cert_sign, crl_sign=key_cert_sign), critical=True
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     if ca is not None:
