@@ -53,7 +53,11 @@ def verify_chain(
             subject = _subject_for(host, leaf)
             if subject is None:
                 return ChainCheck(False, "the certificate has no DNS or IP SAN to verify as a server")
-            chain = builder.build_server_verifier(subject).verify(leaf, intermediates)
+            try:
+                verifier = builder.build_server_verifier(subject)
+                chain = verifier.verify(leaf, intermediates)
+            except ValueError:  # raised lazily by the Rust side for a malformed subject name
+                return ChainCheck(False, f"{host!r} is neither a DNS name nor an IP address")
         else:
             chain = builder.build_client_verifier().verify(leaf, intermediates).chain
     except verification.VerificationError as exc:
@@ -69,8 +73,9 @@ def verify_chain(
 
 def _subject_for(host: str | None, leaf: x509.Certificate) -> verification.Subject | None:
     if host:
+        host = host.strip("[]").rstrip(".").lower()
         try:
-            return x509.IPAddress(ipaddress.ip_address(host.strip("[]")))
+            return x509.IPAddress(ipaddress.ip_address(host))
         except ValueError:
             return x509.DNSName(host)
     try:
@@ -99,7 +104,8 @@ def name_matches(host: str, sans: tuple[San, ...]) -> bool:
         if san.value == host:
             return True
         # RFC 6125 6.4.3: '*' matches exactly one whole leftmost label.
-        if san.value.startswith("*.") and "." in host and host.split(".", 1)[1] == san.value[2:]:
+        # Like Go and BoringSSL, a wildcard needs two labels under it ('*.com' matches nothing).
+        if san.value.count(".") >= 2 and san.value.startswith("*.") and host.split(".", 1)[-1] == san.value[2:]:
             return True
     return False
 

@@ -204,3 +204,23 @@ def test_openssl_verifies_chains_for_their_purpose(tmp_path: Path, intermediate:
         capture_output=True, text=True,
     )
     assert host.returncode == 0, host.stdout + host.stderr
+
+
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [("LOCALHOST.", True), ("[::1]", True), ("127.0.0.1", True), ("other.example", False), ("bad host", False)],
+)
+def test_verify_chain_normalises_the_dialed_host(host: str, ok: bool) -> None:
+    ca = CA.create()
+    server = ca.issue(Role.SERVER, "localhost")
+    assert verify_chain(server.chain_pem, ca.root_pem, Role.SERVER, host=host).ok is ok
+
+
+def test_wildcards_need_two_labels_beneath_them() -> None:
+    from grpcpki.engine.names import San
+    from grpcpki.engine.verify import name_matches
+
+    assert name_matches("api.svc.example", (San("dns", "*.svc.example"),))
+    assert not name_matches("a.b.svc.example", (San("dns", "*.svc.example"),))
+    assert not name_matches("example.com", (San("dns", "*.com"),))
+    assert not name_matches("127.0.0.1", (San("dns", "127.0.0.1"),))
