@@ -26,7 +26,7 @@ def issue() -> None:
 
 
 def _leaf_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
+    options: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("--dns", multiple=True, metavar="NAME", help="DNS SAN (wildcards: *.example.com). Repeatable."),
         click.option("--ip", multiple=True, metavar="ADDR", help="IP SAN, IPv4 or IPv6. Repeatable."),
         click.option("--uri", multiple=True, metavar="URI", help="URI SAN. Repeatable."),

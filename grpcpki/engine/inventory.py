@@ -233,7 +233,8 @@ class Inventory:
         expiring_before: datetime | None = None,
         ca_generation: int | None = None,
     ) -> list[Record]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[object] = []
         if kinds:
             clauses.append(f"kind IN ({','.join('?' * len(kinds))})")
             params += list(kinds)
