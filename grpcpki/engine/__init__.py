@@ -48,6 +48,17 @@ if TYPE_CHECKING:
     from grpcpki.engine.pki import Inspection, Material, Pki
     from grpcpki.engine.profiles import Role
     from grpcpki.engine.verify import ChainCheck, verify_chain
+    from grpcpki.engine.revocation import CrlSummary, RevokeResult, is_revoked, revoke, revoked_serials, write_crl
+    from grpcpki.engine.rotation import (
+        BeginResult,
+        FinishResult,
+        RenewResult,
+        RotationStatus,
+        begin_rotation,
+        finish_rotation,
+        renew,
+        rotation_status,
+    )
 
 # Everything else is imported on first use (PEP 562), so `grpcpki --help` does not pay for
 # loading cryptography's x509 machinery.
@@ -71,6 +82,20 @@ _LAZY: dict[str, str] = {
     "Role": "grpcpki.engine.profiles",
     "ChainCheck": "grpcpki.engine.verify",
     "verify_chain": "grpcpki.engine.verify",
+    "CrlSummary": "grpcpki.engine.revocation",
+    "RevokeResult": "grpcpki.engine.revocation",
+    "is_revoked": "grpcpki.engine.revocation",
+    "revoke": "grpcpki.engine.revocation",
+    "revoked_serials": "grpcpki.engine.revocation",
+    "write_crl": "grpcpki.engine.revocation",
+    "BeginResult": "grpcpki.engine.rotation",
+    "FinishResult": "grpcpki.engine.rotation",
+    "RenewResult": "grpcpki.engine.rotation",
+    "RotationStatus": "grpcpki.engine.rotation",
+    "begin_rotation": "grpcpki.engine.rotation",
+    "finish_rotation": "grpcpki.engine.rotation",
+    "renew": "grpcpki.engine.rotation",
+    "rotation_status": "grpcpki.engine.rotation",
 }
 
 
@@ -122,4 +147,19 @@ __all__ = [
     "validate_dns_name",
     "validate_spiffe_id",
     "verify_chain",
+    # rotation and revocation (issue #5)
+    "BeginResult",
+    "CrlSummary",
+    "FinishResult",
+    "RenewResult",
+    "RevokeResult",
+    "RotationStatus",
+    "begin_rotation",
+    "finish_rotation",
+    "is_revoked",
+    "renew",
+    "revoke",
+    "revoked_serials",
+    "rotation_status",
+    "write_crl",
 ]

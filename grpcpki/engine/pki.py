@@ -10,6 +10,8 @@ Layout (documented for users in docs/layout.md)::
       ca/g1/root.key         root CA key (0600; encrypted with --encrypt)
       ca/g1/intermediate.crt issuing CA (only with --intermediate)
       ca/g1/intermediate.key
+      ca/g2/...              the next CA generation, after `grpcpki ca rotate begin`
+      ca/g2/cross.crt        new root certified by the old one (rotation with --cross-sign)
       certs/NAME/cert.pem    leaf certificate
       certs/NAME/chain.pem   leaf + intermediates: what a server or client presents
       certs/NAME/key.pem     leaf private key (0600)
@@ -109,7 +111,8 @@ class Pki:
         self.path = path
         self.inventory = inventory
         self._passphrase = passphrase
-        self._signing_ca: CA | None = None
+        # (generation, CA): a CA rotation moves the generation, which invalidates the cache.
+        self._signing_ca: tuple[int, CA] | None = None
 
     # -- opening ------------------------------------------------------------------------
     @staticmethod
@@ -164,6 +167,7 @@ class Pki:
                 f"{name} Issuing CA", org=org, key_type=key_type,
                 days=min(profiles.DEFAULT_INTERMEDIATE_DAYS, days), now=now,
             )
+        backup: Path | None = None
         if force and path.exists():
             # Move the old PKI aside rather than deleting it: a --force by mistake is recoverable.
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -192,8 +196,11 @@ class Pki:
                 inventory.set_meta("ca_generation", str(generation))
                 inventory.set_meta("intermediate", "1" if intermediate else "0")
         except BaseException:
-            # Nothing half-made survives: a PKI without its inventory (or the reverse) is worse than none.
+            # Nothing half-made survives: a PKI without its inventory (or the reverse) is worse
+            # than none. A PKI that --force moved aside comes back.
             shutil.rmtree(path, ignore_errors=True)
+            if backup is not None:
+                os.replace(backup, path)
             raise
         return cls(path, inventory, passphrase)
 
@@ -213,7 +220,7 @@ class Pki:
     def ca_dir(self, generation: int | None = None) -> Path:
         return self.path / "ca" / f"g{generation or self.generation}"
 
-    def _passphrase_value(self) -> bytes | None:
+    def passphrase_value(self) -> bytes | None:
         source = self._passphrase
         return source() if callable(source) else source
 
@@ -226,14 +233,16 @@ class Pki:
         cert_path, key_path = (inter_cert_path, inter_key_path) if use_intermediate else (root_cert_path, root_key_path)
         cert_pem = read_file(cert_path, "CA certificate")
         key_pem = read_file(key_path, "CA key")
-        passphrase = self._passphrase_value() if is_encrypted_pem(key_pem) else None
+        passphrase = self.passphrase_value() if is_encrypted_pem(key_pem) else None
         parents = read_file(root_cert_path, "root CA certificate") if use_intermediate else b""
         return CA.load(cert_pem, key_pem, passphrase=passphrase, parents_pem=parents)
 
     def signing_ca(self) -> CA:
-        if self._signing_ca is None:
-            self._signing_ca = self.load_ca()
-        return self._signing_ca
+        """The CA that signs new leaves: the current generation's intermediate, or its root."""
+        generation = self.generation
+        if self._signing_ca is None or self._signing_ca[0] != generation:
+            self._signing_ca = (generation, self.load_ca(generation))
+        return self._signing_ca[1]
 
     def ca_records(self) -> list[Record]:
         return self.inventory.query(kinds=("root", "intermediate", "cross"), statuses=None)
@@ -274,10 +283,11 @@ class Pki:
         directory = self.leaf_dir(leaf.name)
         ensure_dir(directory)  # 0700: it holds a private key
         cert_path, chain_path, key_path = directory / "cert.pem", directory / "chain.pem", directory / "key.pem"
+        chain_pem = leaf.chain_pem + self.cross_chain_pem()
         inventory = self.inventory
         with inventory.transaction():
             if replaces is not None:
-                archived = self._archive_files(replaces)
+                archived = self.archive_files(replaces)
                 inventory.set_status(replaces.id, "superseded", paths=archived)
             record = inventory.add(
                 NewRecord(
@@ -297,10 +307,19 @@ class Pki:
                 # Key before certificate: a hot-reloading server that sees the new cert has the new key.
                 tx.write(key_path, leaf.key_pem, PRIVATE_FILE_MODE)
                 tx.write(cert_path, leaf.cert_pem, PUBLIC_FILE_MODE)
-                tx.write(chain_path, leaf.chain_pem, PUBLIC_FILE_MODE)
+                tx.write(chain_path, chain_pem, PUBLIC_FILE_MODE)
         return record
 
-    def _archive_files(self, record: Record) -> tuple[Path | None, Path | None, Path | None]:
+    def cross_chain_pem(self) -> bytes:
+        """The cross certificate of the current CA generation, if a rotation made one.
+
+        Appended to every new chain.pem while it exists (rotation.py), so peers that still
+        trust only the old root can build leaf -> [intermediate] -> cross -> old root.
+        """
+        cross = self.ca_dir() / "cross.crt"
+        return read_file(cross, "cross certificate") if cross.is_file() else b""
+
+    def archive_files(self, record: Record) -> tuple[Path | None, Path | None, Path | None]:
         """Copy a record's files to archive/NAME/SERIAL/ and return the new paths."""
         target = self.path / "archive" / record.name / record.serial
         ensure_dir(target)

@@ -1,0 +1,219 @@
+"""``grpcpki renew`` and ``grpcpki revoke``: keep leaf certificates fresh, and withdraw them."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import click
+
+from grpcpki.cli import console
+from grpcpki.cli.context import App, pass_app, pki_options
+from grpcpki.cli.params import DURATION
+from grpcpki.engine.errors import GrpcpkiError
+
+if TYPE_CHECKING:
+    from grpcpki.engine.rotation import RenewResult
+
+# Show a progress bar only when there is enough work to watch.
+_PROGRESS_THRESHOLD = 5
+_REASONS = ("unspecified", "keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged")
+
+
+@click.command("renew")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--all", "all_", is_flag=True, help="Consider every active leaf certificate.")
+@click.option(
+    "--within", type=DURATION, default=None, metavar="DURATION",
+    help="Also renew certificates expiring within this window (e.g. 30d). "
+    "Without it, a certificate is due once two thirds of its lifetime has passed.",
+)
+@click.option("--force", is_flag=True, help="Renew even certificates that are not due.")
+@click.option(
+    "--rekey/--keep-key", default=True, show_default=True,
+    help="Generate a new private key (default), or reissue for the existing one (for pinned keys).",
+)
+@click.option("--days", type=click.IntRange(1, 3650), default=None,
+              help="Validity of the new certificates in days [default: the same as the old ones].")
+@click.option("--dry-run", is_flag=True, help="Say what would be renewed; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON (stdout).")
+@click.option(
+    "--watch", type=DURATION, default=None, metavar="INTERVAL",
+    help="Keep running as a sidecar: check again every INTERVAL (e.g. 1h; a bare number means days). "
+    "Anything well under a third of the shortest lifetime works: 1h suits 90-day certificates.",
+)
+@pki_options
+@pass_app
+def renew(
+    app: App,
+    names: tuple[str, ...],
+    all_: bool,
+    within: timedelta | None,
+    force: bool,
+    rekey: bool,
+    days: int | None,
+    dry_run: bool,
+    as_json: bool,
+    watch: timedelta | None,
+) -> None:
+    """Reissue certificates that are due, with the same name, SANs and usages.
+
+    A certificate is due when two thirds of its lifetime has passed, when it expires within
+    --within, or when it was issued by an older CA generation (after `grpcpki ca rotate
+    begin`). Files are replaced atomically and the old ones kept in archive/NAME/SERIAL/, so
+    servers that re-read their files pick the new certificate up without a restart. Running it
+    again right away does nothing: it is safe from cron.
+
+    \b
+    Examples:
+      grpcpki renew --all                 # cron: renew whatever is due, exit 1 on any failure
+      grpcpki renew localhost --force     # renew one now
+      grpcpki renew --all --within 30d --dry-run --json
+      grpcpki renew --all --watch 1h      # sidecar loop
+    Exit status: 0 when every due certificate was renewed (or none was due), 1 otherwise.
+    """
+    if names and all_:
+        raise click.UsageError("give certificate NAMEs or --all, not both")
+    if not names and not all_:
+        raise click.UsageError("name the certificates to renew, or pass --all")
+    if watch is not None and watch < timedelta(seconds=1):
+        raise click.BadParameter("must be at least 1s", param_hint="--watch")
+    if watch is None:
+        ok = _renew_once(app, names, within=within, force=force, rekey=rekey, days=days, dry_run=dry_run,
+                         as_json=as_json)
+        if not ok:
+            sys.exit(1)
+        return
+    _watch(app, names, watch, within=within, force=force, rekey=rekey, days=days, dry_run=dry_run, as_json=as_json)
+
+
+def _renew_once(
+    app: App, names: Sequence[str], *, within: timedelta | None, force: bool, rekey: bool, days: int | None,
+    dry_run: bool, as_json: bool, compact: bool = False,
+) -> bool:
+    """One pass; True if nothing failed."""
+    from grpcpki.engine.rotation import plan_renewals, renew as renew_engine
+
+    pki = app.pki()
+    due = sum(1 for d in plan_renewals(pki, names, within=within, force=force) if d.due)
+    show_progress = not as_json and not dry_run and due >= _PROGRESS_THRESHOLD and console.err().is_terminal
+    if show_progress:
+        from rich.progress import Progress
+
+        with Progress(console=console.err(), transient=True) as progress:
+            task = progress.add_task("renewing", total=due)
+
+            def advance(result: RenewResult) -> None:
+                if result.action != "skipped":
+                    progress.advance(task)
+
+            results = renew_engine(pki, names, within=within, force=force, rekey=rekey, days=days,
+                                   dry_run=dry_run, on_result=advance)
+    else:
+        results = renew_engine(pki, names, within=within, force=force, rekey=rekey, days=days, dry_run=dry_run)
+    failed = [r for r in results if r.action == "failed"]
+    if as_json:
+        document = {
+            "dry_run": dry_run,
+            "renewed": sum(r.action == "renewed" for r in results),
+            "would_renew": sum(r.action == "would-renew" for r in results),
+            "skipped": sum(r.action == "skipped" for r in results),
+            "failed": len(failed),
+            "certificates": [r.to_dict() for r in results],
+        }
+        if compact:
+            # One line per pass, so a --watch log is JSON Lines.
+            sys.stdout.write(json.dumps(document, default=console._json_default) + "\n")
+            sys.stdout.flush()
+        else:
+            console.print_json(document)
+    else:
+        _report(results, dry_run=dry_run)
+    return not failed
+
+
+def _report(results: Sequence[RenewResult], *, dry_run: bool) -> None:
+    for result in results:
+        if result.action == "renewed":
+            console.success(
+                f"renewed {result.kind} {result.name} ({result.reason}): serial {result.old_serial[:12]} -> "
+                f"{(result.new_serial or '')[:12]}, expires {result.not_after:%Y-%m-%d} "
+                f"({console.relative(result.not_after)})"
+            )
+        elif result.action == "would-renew":
+            console.info(f"would renew {result.kind} {result.name}: {result.reason}")
+        elif result.action == "failed":
+            console.render_error(f"could not renew {result.name}: {result.reason}")
+        else:
+            console.info(f"skipped {result.name}: {result.reason}")
+    counts = {a: sum(r.action == a for r in results) for a in ("renewed", "would-renew", "skipped", "failed")}
+    if not results:
+        console.info("no active certificates to renew")
+    elif dry_run:
+        console.info(f"dry run: {counts['would-renew']} would be renewed, {counts['skipped']} not due")
+    elif counts["renewed"] == 0 and counts["failed"] == 0:
+        console.info("nothing to renew")
+
+
+def _watch(
+    app: App, names: Sequence[str], interval: timedelta, *, within: timedelta | None, force: bool, rekey: bool,
+    days: int | None, dry_run: bool, as_json: bool,
+) -> None:
+    """Renew, sleep, repeat. Errors are reported and retried next round: a sidecar must not die
+    on one bad pass (a locked inventory, a file being restored)."""
+    if force:
+        raise click.UsageError("--force with --watch would reissue every certificate every INTERVAL")
+    while True:
+        try:
+            _renew_once(app, names, within=within, force=False, rekey=rekey, days=days, dry_run=dry_run,
+                        as_json=as_json, compact=True)
+        except GrpcpkiError as exc:
+            console.render_error(exc.message, exc.hint)
+        if not as_json:
+            next_run = datetime.now(UTC) + interval
+            console.info(f"next check at {next_run:%Y-%m-%d %H:%M:%S} UTC")
+        time.sleep(interval.total_seconds())
+
+
+@click.command("revoke")
+@click.argument("target", metavar="NAME|SERIAL")
+@click.option("--reason", type=click.Choice(_REASONS), default="unspecified", show_default=True,
+              help="RFC 5280 reason code recorded in the CRL.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (stdout).")
+@pki_options
+@pass_app
+def revoke(app: App, target: str, reason: str, as_json: bool) -> None:
+    """Revoke a certificate and rewrite PKI/crl.pem, signed by its issuing CA.
+
+    TARGET is the name of an active certificate or a serial number (hex, colons allowed).
+    Its files move to archive/NAME/SERIAL/. Peers only notice once they reload crl.pem:
+    OpenSSL-based peers take it with -CRLfile, Python servers check serials per call with
+    grpcpki.engine.revoked_serials, Go and Java through their own CRL settings (see
+    docs/rotation.md).
+
+    \b
+    Examples:
+      grpcpki revoke web --reason keyCompromise
+      grpcpki revoke 5a:3f:...:9c
+    """
+    from grpcpki.engine.revocation import revoke as revoke_engine
+
+    result = revoke_engine(app.pki(), target, reason=reason)
+    if as_json:
+        console.print_json(result.to_dict())
+        return
+    record = result.record
+    if result.already_revoked:
+        console.info(f"{record.kind} {record.name} (serial {record.serial}) was already revoked; CRL rewritten")
+    else:
+        console.success(f"revoked {record.kind} {record.name} (serial {record.serial}): {reason}")
+    crl = result.crl
+    listed = sum(c.revoked for c in crl.crls)
+    console.info(
+        f"  CRL: {crl.path} (number {crl.number}, {listed} revoked, next update {crl.next_update:%Y-%m-%d}; "
+        f"`grpcpki renew` refreshes it)"
+    )

@@ -1,0 +1,358 @@
+"""Revocation: mark a leaf revoked in the inventory and publish ``pki/crl.pem``.
+
+``crl.pem`` holds one CRL per issuing CA that peers may still meet (the current CA generation,
+plus an older one during a CA rotation), concatenated. OpenSSL's ``-CRLfile`` and most loaders
+read every CRL in a PEM file and pick the one whose issuer (and AKI) matches the certificate.
+
+grpcio (Python) cannot load a CRL into the TLS handshake, so a Python server checks the peer's
+serial against :func:`revoked_serials` per call instead; it is cheap to call repeatedly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from grpcpki.engine import profiles
+from grpcpki.engine.certs import CA, info_from_certificate, load_certificates
+from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PemError
+from grpcpki.engine.inventory import Record
+from grpcpki.engine.keys import load_private_key, signature_hash
+from grpcpki.engine.pki import CRL, Pki
+from grpcpki.engine.storage import PUBLIC_FILE_MODE, atomic_write, read_file
+
+# RFC 5280 5.3.1 reason codes grpcpki offers (the ones that make sense for a leaf).
+REASONS: dict[str, x509.ReasonFlags] = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+}
+# Peers that check CRLs reject a chain once nextUpdate has passed ("CRL has expired" in
+# OpenSSL), so the CRL is re-signed by `grpcpki renew` (run from cron) once a third of this
+# window is left, and by every `revoke` and `ca rotate` step.
+CRL_VALIDITY = timedelta(days=30)
+CRL_NUMBER_META = "crl_number"
+_PEM_CRL_RE = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
+_LEAF_KINDS = ("server", "client")
+
+
+@dataclass(frozen=True)
+class CrlEntry:
+    """One CRL inside crl.pem: who signed it and how many serials it lists."""
+
+    issuer: str
+    generation: int
+    revoked: int
+
+
+@dataclass(frozen=True)
+class CrlSummary:
+    path: Path
+    number: int
+    this_update: datetime
+    next_update: datetime
+    crls: tuple[CrlEntry, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "path": str(self.path),
+            "crl_number": self.number,
+            "this_update": self.this_update,
+            "next_update": self.next_update,
+            "crls": [{"issuer": c.issuer, "ca_generation": c.generation, "revoked": c.revoked} for c in self.crls],
+        }
+
+
+@dataclass(frozen=True)
+class RevokeResult:
+    record: Record
+    already_revoked: bool
+    crl: CrlSummary
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.record.name,
+            "kind": self.record.kind,
+            "serial": self.record.serial,
+            "action": "already-revoked" if self.already_revoked else "revoked",
+            "reason": self.record.revocation_reason,
+            "revoked_at": self.record.revoked_at,
+            "crl": self.crl.to_dict(),
+        }
+
+
+# -- revoking -------------------------------------------------------------------------------
+def revoke(pki: Pki, target: str, *, reason: str = "unspecified", now: datetime | None = None) -> RevokeResult:
+    """Revoke the active leaf named ``target`` (or the certificate with that serial) and rewrite crl.pem.
+
+    Re-running on a revoked certificate rewrites the CRL and reports ``already_revoked``: the
+    row is flipped and the CRL written in one inventory transaction, and a crash in between is
+    healed by running the same command again.
+    """
+    if reason not in REASONS:
+        raise GrpcpkiError(f"unknown revocation reason {reason!r}", f"use one of: {', '.join(REASONS)}")
+    record = find_revocation_target(pki, target)
+    if record.kind not in _LEAF_KINDS:
+        raise GrpcpkiError(
+            f"{record.name!r} (serial {record.serial}) is a {record.kind} CA certificate; grpcpki revokes leaves only",
+            "to retire a CA, rotate it with `grpcpki ca rotate begin`",
+        )
+    already = record.status == "revoked"
+    live_files: tuple[Path | None, ...] = ()
+    with pki.inventory.transaction():
+        if not already:
+            archived = None
+            if record.status == "active":
+                # The live files move to archive/NAME/SERIAL/ (pki.py layout), so a revoked
+                # certificate is never picked up again from certs/NAME/.
+                archived = pki.archive_files(record)
+                live_files = (record.cert_path, record.chain_path, record.key_path)
+            pki.inventory.set_status(record.id, "revoked", revocation_reason=reason, paths=archived)
+        summary = write_crl(pki, now=now)
+    for path in live_files:
+        if path is not None:
+            path.unlink(missing_ok=True)
+    updated = pki.inventory.by_id(record.id)
+    assert updated is not None
+    return RevokeResult(updated, already, summary)
+
+
+def find_revocation_target(pki: Pki, target: str) -> Record:
+    """An active leaf by name, else any certificate by serial, else the latest revoked leaf by name."""
+    record = pki.inventory.active_leaf(target)
+    if record is not None:
+        return record
+    serial = normalise_serial(target)
+    if serial is not None:
+        record = pki.inventory.by_serial(serial)
+        if record is not None:
+            return record
+    revoked = pki.inventory.query(kinds=_LEAF_KINDS, statuses=("revoked",), name=target)
+    if revoked:
+        return revoked[-1]
+    return pki.find(target)  # raises NotFoundError with the known names as a hint
+
+
+def normalise_serial(text: str) -> str | None:
+    """'0xAB:CD', 'ab cd', 'ABCD' -> 'abcd' (the inventory's form); None if not hex."""
+    cleaned = text.strip().lower().removeprefix("0x").replace(":", "").replace(" ", "")
+    if not cleaned or any(c not in "0123456789abcdef" for c in cleaned):
+        return None
+    return cleaned.lstrip("0") or "0"
+
+
+# -- the CRL file -----------------------------------------------------------------------------
+def crl_path(pki_path: Path | str) -> Path:
+    return Path(pki_path) / CRL
+
+
+def write_crl(
+    pki: Pki, *, now: datetime | None = None, include_generations: Iterable[int] = ()
+) -> CrlSummary:
+    """Sign one CRL per live issuing CA, concatenate them, and write crl.pem atomically.
+
+    Every live issuer gets a CRL, even an empty one: ``openssl verify -crl_check`` (and Go or
+    Java with revocation checking on) fail with 'unable to get certificate CRL' when the
+    issuer of the certificate has none.
+    """
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    number = int(pki.inventory.get_meta(CRL_NUMBER_META, "0") or 0) + 1
+    blobs: list[bytes] = []
+    entries: list[CrlEntry] = []
+    # thisUpdate is backdated like certificates' notBefore: a peer whose clock runs behind
+    # would otherwise reject the CRL as 'not yet valid'.
+    this_update = moment - profiles.BACKDATE
+    next_update = moment + CRL_VALIDITY
+    for generation in crl_generations(pki, now=moment, include=include_generations):
+        ca = pki.load_ca(generation)
+        revoked = [
+            r for r in pki.inventory.query(kinds=_LEAF_KINDS, statuses=("revoked",), ca_generation=generation)
+            # RFC 5280 3.3: a CRL must list unexpired revoked certificates; expired ones may go.
+            if r.not_after > moment
+        ]
+        blobs.append(_sign_crl(ca, revoked, number, this_update, next_update))
+        entries.append(CrlEntry(ca.info.subject, generation, len(revoked)))
+    path = crl_path(pki.path)
+    with pki.inventory.transaction():
+        pki.inventory.set_meta(CRL_NUMBER_META, str(number))
+        atomic_write(path, b"".join(blobs), PUBLIC_FILE_MODE)
+    return CrlSummary(path, number, this_update, next_update, tuple(entries))
+
+
+def crl_generations(pki: Pki, *, now: datetime | None = None, include: Iterable[int] = ()) -> list[int]:
+    """CA generations whose issuing CA needs a CRL: the current one, and older ones still
+    trusted by ca.crt that have active or revoked-but-unexpired leaves."""
+    moment = now or datetime.now(UTC)
+    anchors = _bundle_fingerprints(pki)
+    wanted = {pki.generation, *include}
+    for record in pki.inventory.query(kinds=_LEAF_KINDS, statuses=("active", "revoked")):
+        if record.status == "revoked" and record.not_after <= moment:
+            continue
+        wanted.add(record.ca_generation or 1)
+    result = []
+    for generation in sorted(wanted):
+        root = pki.ca_dir(generation) / "root.crt"
+        if not root.is_file():
+            continue
+        # A generation whose root left the bundle (after `ca rotate finish`) is no longer
+        # trusted by anyone: its certificates fail without a CRL.
+        if generation == pki.generation or _fingerprint(root) in anchors:
+            result.append(generation)
+    return result
+
+
+def refresh_crl_if_due(pki: Pki, *, now: datetime | None = None) -> CrlSummary | None:
+    """Re-sign crl.pem if it exists and a third or less of its validity is left."""
+    path = crl_path(pki.path)
+    if not path.is_file():
+        return None
+    moment = now or datetime.now(UTC)
+    crls = _load_crls(read_file(path, "CRL"), source=str(path))
+    if crls:
+        soonest = min(c.next_update_utc or moment for c in crls)
+        if soonest - moment > CRL_VALIDITY / 3 and {c.issuer.rfc4514_string() for c in crls} >= _live_issuers(pki):
+            return None
+    return write_crl(pki, now=now)
+
+
+def _live_issuers(pki: Pki) -> set[str]:
+    """Subjects of the CAs that should have a CRL, read from the certificates (no key, no passphrase)."""
+    subjects = set()
+    for generation in crl_generations(pki):
+        directory = pki.ca_dir(generation)
+        issuing = directory / "intermediate.crt"
+        cert_file = issuing if issuing.is_file() else directory / "root.crt"
+        subjects.add(load_certificates(read_file(cert_file, "CA certificate"))[0].subject.rfc4514_string())
+    return subjects
+
+
+def _sign_crl(
+    ca: CA, revoked: list[Record], number: int, this_update: datetime, next_update: datetime
+) -> bytes:
+    # CA keeps its key private; a PEM round trip is the public way to sign with it.
+    key = load_private_key(ca.private_key_pem(), source="CA key")
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(this_update)
+        .next_update(min(next_update, ca.info.not_after))
+        # RFC 5280 5.2.3: conforming CRL issuers MUST include the CRL number.
+        .add_extension(x509.CRLNumber(number), critical=False)
+        # RFC 5280 5.2.1: MUST include the AKI, so verifiers can match the CRL to the right
+        # key when two CA generations share a name.
+        .add_extension(_aki(ca.certificate), critical=False)
+    )
+    for record in revoked:
+        entry = x509.RevokedCertificateBuilder().serial_number(int(record.serial, 16)).revocation_date(
+            record.revoked_at or this_update
+        )
+        flag = REASONS.get(record.revocation_reason or "unspecified", x509.ReasonFlags.unspecified)
+        # RFC 5280 5.3.1: the reasonCode 'unspecified' SHOULD be absent.
+        if flag is not x509.ReasonFlags.unspecified:
+            entry = entry.add_extension(x509.CRLReason(flag), critical=False)
+        builder = builder.add_revoked_certificate(entry.build())
+    crl = builder.sign(key, signature_hash(key))  # type: ignore[arg-type]
+    return crl.public_bytes(serialization.Encoding.PEM)
+
+
+def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    try:
+        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())  # type: ignore[arg-type]
+
+
+def _fingerprint(path: Path) -> str:
+    return info_from_certificate(load_certificates(read_file(path, "CA certificate"))[0]).fingerprint_sha256
+
+
+def _bundle_fingerprints(pki: Pki) -> set[str]:
+    certs = load_certificates(read_file(pki.trust_bundle_path, "trust bundle"), source="trust bundle")
+    return {info_from_certificate(c).fingerprint_sha256 for c in certs}
+
+
+def _load_crls(data: bytes, *, source: str) -> list[x509.CertificateRevocationList]:
+    blocks = _PEM_CRL_RE.findall(data)
+    if not blocks and data.strip():
+        raise PemError(f"{source} holds no PEM CRL", "rewrite it with `grpcpki revoke` or delete it")
+    try:
+        return [x509.load_pem_x509_crl(block) for block in blocks]
+    except ValueError as exc:
+        raise PemError(f"{source} has a damaged CRL: {exc}", "rewrite it by rerunning `grpcpki revoke NAME`") from None
+
+
+# -- the runtime check ------------------------------------------------------------------------
+_CacheKey = tuple[int, int, int, int]
+_cache: dict[Path, tuple[_CacheKey, frozenset[int]]] = {}
+_cache_lock = threading.Lock()
+
+
+def revoked_serials(pki_path: Path | str) -> frozenset[int]:
+    """Serial numbers listed in ``PKI/crl.pem`` (or in ``pki_path`` itself if it is a CRL file).
+
+    Cheap enough to call on every RPC: the file is parsed again only when its inode, size or
+    mtime change (it is always replaced by an atomic rename). No crl.pem means nothing is
+    revoked. Signatures are not re-checked here: the file is written by grpcpki in the PKI
+    directory, which is already trusted to hold the CA bundle. Serials are random 159-bit
+    numbers (certs.py), so one set across CA generations does not collide in practice.
+
+    Raises PemError if the file exists but is damaged: failing closed is the caller's choice.
+    """
+    path = Path(pki_path)
+    if not path.is_file():
+        path = crl_path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return frozenset()
+    key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    cached = _cache.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return frozenset()
+    serials = frozenset(entry.serial_number for crl in _load_crls(data, source=str(path)) for entry in crl)
+    with _cache_lock:
+        _cache[path] = (key, serials)
+    return serials
+
+
+def is_revoked(pki_path: Path | str, serial: int | str) -> bool:
+    """``revoked_serials`` for one serial (int, or hex as the inventory and CertInfo.serial_hex write it)."""
+    if isinstance(serial, str):
+        normalised = normalise_serial(serial)
+        if normalised is None:
+            raise NotFoundError(f"{serial!r} is not a hexadecimal serial number")
+        serial = int(normalised, 16)
+    return serial in revoked_serials(pki_path)
+
+
+__all__ = [
+    "CRL_VALIDITY",
+    "REASONS",
+    "CrlEntry",
+    "CrlSummary",
+    "RevokeResult",
+    "crl_generations",
+    "crl_path",
+    "find_revocation_target",
+    "is_revoked",
+    "normalise_serial",
+    "refresh_crl_if_due",
+    "revoke",
+    "revoked_serials",
+    "write_crl",
+]

@@ -1,0 +1,751 @@
+"""Rotation without downtime: leaf renewal and CA rotation in resumable, idempotent phases.
+
+Leaf renewal reissues a certificate with the same name, SANs and usages and replaces its
+files atomically (``Pki.store_leaf``), so a server or client that re-reads its files picks
+the new one up on its next handshake.
+
+CA rotation runs in phases recorded in the inventory's meta table (key ``rotation``)::
+
+    idle --begin--> preparing --(files, bundle written)--> overlap --finish--> finishing --> idle
+
+* ``begin`` writes the new generation's files (``ca/gN+1/``), then the trust bundle holding the
+  old and new roots, and only then flips the meta (new issuance uses gN+1). Files are written
+  before the meta flips, so a crash at any point leaves either the old state or a
+  ``preparing`` record that the next ``begin`` completes with the files already on disk.
+* ``overlap`` lasts until every peer has the new bundle and every leaf is renewed
+  (``grpcpki renew --all`` renews leaves of the old generation even if not near expiry).
+* ``finish`` records ``finishing`` (the decision to drop the old CA, possibly ``--force``d),
+  rewrites the bundle without the old root, then archives the old CA rows and clears the phase.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+
+from grpcpki.engine import profiles
+from grpcpki.engine.certs import CA, CertInfo, info_from_certificate, load_certificates
+from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PassphraseError, RotationError
+from grpcpki.engine.inventory import NewRecord, Record
+from grpcpki.engine.keys import KeyType, is_encrypted_pem, public_key_bytes
+from grpcpki.engine.pki import Pki
+from grpcpki.engine.profiles import Role
+from grpcpki.engine.revocation import CrlSummary, crl_path, refresh_crl_if_due, write_crl
+from grpcpki.engine.storage import PUBLIC_FILE_MODE, PRIVATE_FILE_MODE, atomic_write, ensure_dir, read_file, transaction
+
+ROTATION_META = "rotation"
+IDLE, PREPARING, OVERLAP, FINISHING = "idle", "preparing", "overlap", "finishing"
+FULL, INTERMEDIATE_ONLY = "full", "intermediate-only"
+LEAF_KINDS = ("server", "client")
+# Renew once two thirds of the lifetime has passed, as certbot and cert-manager do: a third
+# of the lifetime (30 days for the 90-day default) is left to retry a failed renewal.
+RENEW_AFTER_FRACTION = 2 / 3
+_GENERATION_SUFFIX = re.compile(r"\s+G\d+$")
+_MAX_COMMON_NAME = 64  # RFC 5280 ub-common-name
+
+
+# == leaf renewal ================================================================================
+@dataclass(frozen=True)
+class RenewDecision:
+    record: Record
+    due: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class RenewResult:
+    """What ``renew`` did for one certificate (``action``: renewed, would-renew, skipped, failed)."""
+
+    name: str
+    kind: str
+    action: str
+    reason: str
+    old_serial: str
+    new_serial: str | None
+    not_after: datetime
+    record: Record | None = field(default=None, compare=False)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "action": self.action,
+            "reason": self.reason,
+            "old_serial": self.old_serial,
+            "new_serial": self.new_serial,
+            "not_after": self.not_after,
+        }
+
+
+def renewal_due(
+    record: Record, *, current_generation: int, within: timedelta | None = None, now: datetime | None = None
+) -> tuple[bool, str]:
+    """Is ``record`` due for renewal, and why (or why not)."""
+    moment = now or datetime.now(UTC)
+    generation = record.ca_generation or 1
+    if generation != current_generation:
+        return True, f"issued by CA generation {generation}, still chains to the old CA (current: {current_generation})"
+    if record.not_after <= moment:
+        return True, f"expired on {record.not_after:%Y-%m-%d %H:%M} UTC"
+    if within is not None and record.not_after - moment <= within:
+        return True, f"expires within {_days(within)} ({record.not_after:%Y-%m-%d})"
+    renew_at = renew_after(record)
+    if moment >= renew_at:
+        return True, f"past two thirds of its lifetime (since {renew_at:%Y-%m-%d})"
+    return False, f"not due: valid until {record.not_after:%Y-%m-%d}, renews after {renew_at:%Y-%m-%d}"
+
+
+def renew_after(record: Record) -> datetime:
+    return record.not_before + (record.not_after - record.not_before) * RENEW_AFTER_FRACTION
+
+
+def plan_renewals(
+    pki: Pki,
+    names: Sequence[str] = (),
+    *,
+    within: timedelta | None = None,
+    force: bool = False,
+    now: datetime | None = None,
+) -> list[RenewDecision]:
+    """Which active leaves (all, or those named) to renew. Unknown names raise NotFoundError."""
+    records = [pki.find(name) for name in dict.fromkeys(names)] if names else pki.records()
+    generation = pki.generation
+    decisions = []
+    for record in records:
+        due, reason = renewal_due(record, current_generation=generation, within=within, now=now)
+        if force and not due:
+            due, reason = True, "forced"
+        decisions.append(RenewDecision(record, due, reason))
+    return decisions
+
+
+def renew_leaf(
+    pki: Pki, record: Record, *, rekey: bool = True, days: int | None = None, now: datetime | None = None
+) -> Record:
+    """Reissue ``record`` from the current CA with the same name, SANs and usages; returns the new row.
+
+    The old files go to archive/NAME/SERIAL/ and the old row becomes ``superseded`` in the same
+    step as the new files land (Pki.store_leaf).
+    """
+    role = Role(record.kind)
+    key_pem = None
+    if not rekey:
+        if record.key_path is None or not record.key_path.is_file():
+            raise NotFoundError(
+                f"the private key of {record.name!r} is missing, so --keep-key cannot reuse it",
+                f"renew with a new key: `grpcpki renew {record.name} --rekey`",
+            )
+        key_pem = read_file(record.key_path, "private key")
+    leaf = pki.signing_ca().issue(
+        role,
+        record.name,
+        # The stored SANs already include NAME where it was one, so NAME is not added again
+        # (it may have been left out on purpose with --no-name-san).
+        sans=record.sans,
+        name_as_san=False,
+        days=days or lifetime_days(record),
+        key_type=_key_type(record.key_type),
+        key_pem=key_pem,
+        also_client=role is Role.SERVER and "clientAuth" in record.eku,
+        also_server=role is Role.CLIENT and "serverAuth" in record.eku,
+        now=now,
+    )
+    return pki.store_leaf(leaf, replaces=record)
+
+
+def renew(
+    pki: Pki,
+    names: Sequence[str] = (),
+    *,
+    within: timedelta | None = None,
+    force: bool = False,
+    rekey: bool = True,
+    dry_run: bool = False,
+    days: int | None = None,
+    now: datetime | None = None,
+    on_result: Callable[[RenewResult], None] | None = None,
+) -> list[RenewResult]:
+    """Renew every due leaf (or those named). One certificate's failure does not stop the others.
+
+    Errors that would fail every certificate (wrong passphrase, expired CA) are raised before
+    anything is written.
+    """
+    decisions = plan_renewals(pki, names, within=within, force=force, now=now)
+    if not dry_run and any(d.due for d in decisions):
+        pki.signing_ca()  # unlock and check the CA once, up front
+    results = []
+    for decision in decisions:
+        result = _renew_decision(pki, decision, rekey=rekey, dry_run=dry_run, days=days, now=now)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    if not dry_run:
+        refresh_crl_if_due(pki, now=now)
+    return results
+
+
+def _renew_decision(
+    pki: Pki, decision: RenewDecision, *, rekey: bool, dry_run: bool, days: int | None, now: datetime | None
+) -> RenewResult:
+    record = decision.record
+    if not decision.due:
+        return RenewResult(record.name, record.kind, "skipped", decision.reason, record.serial, None, record.not_after)
+    if dry_run:
+        return RenewResult(record.name, record.kind, "would-renew", decision.reason, record.serial, None, record.not_after)
+    try:
+        new = renew_leaf(pki, record, rekey=rekey, days=days, now=now)
+    except PassphraseError:
+        raise
+    except GrpcpkiError as exc:
+        return RenewResult(record.name, record.kind, "failed", str(exc), record.serial, None, record.not_after)
+    return RenewResult(record.name, record.kind, "renewed", decision.reason, record.serial, new.serial, new.not_after, new)
+
+
+def lifetime_days(record: Record) -> int:
+    """The validity the certificate was issued with, in days (notBefore is backdated by BACKDATE)."""
+    seconds = (record.not_after - record.not_before - profiles.BACKDATE).total_seconds()
+    return max(1, round(seconds / 86400))
+
+
+def _key_type(name: str) -> KeyType:
+    try:
+        return KeyType(name)
+    except ValueError:
+        return KeyType.ECDSA_P256  # a key type grpcpki would not generate: renew to the default
+
+
+def _days(delta: timedelta) -> str:
+    if delta % timedelta(days=1):
+        return f"{delta.total_seconds() / 3600:g}h"
+    return f"{delta.days}d"
+
+
+# == CA rotation: state ==========================================================================
+@dataclass(frozen=True)
+class RotationState:
+    """The ``rotation`` meta record."""
+
+    phase: str = IDLE
+    from_generation: int | None = None
+    to_generation: int | None = None
+    mode: str = FULL
+    cross_sign: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"phase": self.phase, "from": self.from_generation, "to": self.to_generation,
+             "mode": self.mode, "cross_sign": self.cross_sign},
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RotationState:
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+            return cls(data["phase"], data["from"], data["to"], data.get("mode", FULL), bool(data.get("cross_sign")))
+        except (ValueError, KeyError, TypeError):
+            raise RotationError(
+                f"the inventory's rotation record is unreadable: {text!r}",
+                "inspect inventory.db (table meta, key 'rotation') or restore it from backup",
+            ) from None
+
+
+def rotation_state(pki: Pki) -> RotationState:
+    return RotationState.from_json(pki.inventory.get_meta(ROTATION_META))
+
+
+def _save_state(pki: Pki, state: RotationState) -> None:
+    pki.inventory.set_meta(ROTATION_META, None if state.phase == IDLE else state.to_json())
+
+
+@dataclass(frozen=True)
+class RotationStatus:
+    """What ``grpcpki ca rotate status`` shows."""
+
+    phase: str
+    generation: int
+    from_generation: int | None
+    to_generation: int | None
+    mode: str | None
+    cross_sign: bool
+    bundle: tuple[CertInfo, ...]
+    old_leaves: tuple[Record, ...]
+    safe_to_finish: bool
+    next_step: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "phase": self.phase,
+            "generation": self.generation,
+            "from_generation": self.from_generation,
+            "to_generation": self.to_generation,
+            "mode": self.mode,
+            "cross_sign": self.cross_sign,
+            "trust_bundle": [
+                {"subject": c.subject, "serial": c.serial_hex, "fingerprint_sha256": c.fingerprint_sha256,
+                 "not_after": c.not_after}
+                for c in self.bundle
+            ],
+            "old_leaves": [
+                {"name": r.name, "kind": r.kind, "serial": r.serial, "ca_generation": r.ca_generation,
+                 "not_after": r.not_after}
+                for r in self.old_leaves
+            ],
+            "safe_to_finish": self.safe_to_finish,
+            "next_step": self.next_step,
+        }
+
+
+def old_generation_leaves(pki: Pki) -> list[Record]:
+    """Active leaves issued by a CA generation other than the current one."""
+    current = pki.generation
+    return [r for r in pki.records() if (r.ca_generation or 1) != current]
+
+
+def rotation_status(pki: Pki) -> RotationStatus:
+    state = rotation_state(pki)
+    old = tuple(old_generation_leaves(pki)) if state.phase != IDLE else ()
+    bundle = tuple(
+        info_from_certificate(c)
+        for c in load_certificates(read_file(pki.trust_bundle_path, "trust bundle"), source="trust bundle")
+    )
+    safe = state.phase in (OVERLAP, FINISHING) and not old
+    return RotationStatus(
+        phase=state.phase,
+        generation=pki.generation,
+        from_generation=state.from_generation,
+        to_generation=state.to_generation,
+        mode=state.mode if state.phase != IDLE else None,
+        cross_sign=state.cross_sign,
+        bundle=bundle,
+        old_leaves=old,
+        safe_to_finish=safe,
+        next_step=_next_step(state, old),
+    )
+
+
+def _next_step(state: RotationState, old: Sequence[Record]) -> str:
+    if state.phase == IDLE:
+        return "no rotation in progress; start one with `grpcpki ca rotate begin`"
+    if state.phase == PREPARING:
+        return "`ca rotate begin` was interrupted: rerun `grpcpki ca rotate begin` to complete it"
+    if state.phase == FINISHING:
+        return "`ca rotate finish` was interrupted: rerun `grpcpki ca rotate finish` to complete it"
+    if old:
+        return (
+            f"make every peer reload ca.crt, then `grpcpki renew --all` "
+            f"({len(old)} certificate(s) still chain to the old CA)"
+        )
+    return "once every peer has reloaded ca.crt and its renewed certificate, run `grpcpki ca rotate finish`"
+
+
+# == CA rotation: begin ==========================================================================
+@dataclass(frozen=True)
+class BeginResult:
+    action: str  # "started" | "resumed" | "already-in-progress"
+    root: CertInfo
+    intermediate: CertInfo | None
+    cross: CertInfo | None
+    crl: CrlSummary | None
+    status: RotationStatus
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "action": self.action,
+            "root": _ca_dict(self.root),
+            "intermediate": _ca_dict(self.intermediate) if self.intermediate else None,
+            "cross": _ca_dict(self.cross) if self.cross else None,
+            "crl": self.crl.to_dict() if self.crl else None,
+            "status": self.status.to_dict(),
+        }
+
+
+def begin_rotation(
+    pki: Pki, *, intermediate_only: bool = False, cross_sign: bool = False, now: datetime | None = None
+) -> BeginResult:
+    """Create CA generation N+1 and trust it beside generation N; new issuance uses N+1.
+
+    Re-running while a rotation is in its overlap does nothing and says so; re-running after
+    a crash (phase ``preparing``) completes the interrupted run with the options it recorded.
+    """
+    state = rotation_state(pki)
+    if state.phase in (OVERLAP, FINISHING):
+        return _begin_result(pki, state, "already-in-progress", None)
+    if state.phase == PREPARING:
+        action = "resumed"
+    else:
+        _check_begin_options(pki, intermediate_only=intermediate_only, cross_sign=cross_sign)
+        current = pki.generation
+        state = RotationState(PREPARING, current, current + 1, INTERMEDIATE_ONLY if intermediate_only else FULL, cross_sign)
+        # The intent goes first, so an interrupted run resumes with the same options.
+        _save_state(pki, state)
+        action = "started"
+    assert state.from_generation is not None and state.to_generation is not None
+    _ensure_generation(pki, state, now)
+    if state.cross_sign:
+        _ensure_cross(pki, state, now)
+    _write_bundle(pki, (state.from_generation, state.to_generation))
+    crl = None
+    if crl_path(pki.path).is_file():
+        # Written before the flip, and for the new generation too: a peer checking CRLs needs
+        # one from the issuer of every leaf it may meet from now on.
+        crl = write_crl(pki, now=now, include_generations=(state.to_generation,))
+    with pki.inventory.transaction():
+        _record_generation(pki, state)
+        pki.inventory.set_meta("ca_generation", str(state.to_generation))
+        _save_state(pki, RotationState(OVERLAP, state.from_generation, state.to_generation, state.mode, state.cross_sign))
+    return _begin_result(pki, rotation_state(pki), action, crl)
+
+
+def _begin_result(pki: Pki, state: RotationState, action: str, crl: CrlSummary | None) -> BeginResult:
+    assert state.to_generation is not None
+    directory = pki.ca_dir(state.to_generation)
+    inter = directory / "intermediate.crt"
+    cross = directory / "cross.crt"
+    return BeginResult(
+        action=action,
+        root=_cert_file_info(directory / "root.crt"),
+        intermediate=_cert_file_info(inter) if inter.is_file() else None,
+        cross=_cert_file_info(cross) if cross.is_file() else None,
+        crl=crl,
+        status=rotation_status(pki),
+    )
+
+
+def _check_begin_options(pki: Pki, *, intermediate_only: bool, cross_sign: bool) -> None:
+    if intermediate_only and not pki.uses_intermediate:
+        raise RotationError(
+            "--intermediate-only needs a PKI with an intermediate CA, and this one signs with its root",
+            "rotate the root with `grpcpki ca rotate begin` (no --intermediate-only)",
+        )
+    if intermediate_only and cross_sign:
+        raise RotationError(
+            "--cross-sign has no effect with --intermediate-only: the root, and so the trust bundle, stay the same",
+            "drop --cross-sign",
+        )
+    if cross_sign:
+        old_root = _cert_file_info(pki.ca_dir() / "root.crt")
+        # CAs the old root would have below it: the cross-signed root, plus the intermediate.
+        needed = 2 if pki.uses_intermediate else 1
+        if old_root.path_len is not None and old_root.path_len < needed:
+            raise RotationError(
+                f"--cross-sign needs the old root to allow {needed} CA(s) below it, but its pathLenConstraint is "
+                f"{old_root.path_len} (RFC 5280 4.2.1.9: peers would reject the chain with 'path length "
+                "constraint exceeded')",
+                "rotate without --cross-sign and keep the overlap until every peer has the new ca.crt "
+                "(a root made with `init-ca --path-len 2` can cross-sign)",
+            )
+
+
+def _ensure_generation(pki: Pki, state: RotationState, now: datetime | None) -> None:
+    """Write ca/gN+1/ unless a complete, consistent copy is already there (from an interrupted run).
+
+    Regenerating an incomplete directory is safe: nothing trusts it until the bundle is written,
+    and the bundle is written only after this directory is complete.
+    """
+    assert state.from_generation is not None and state.to_generation is not None
+    if _generation_complete(pki, state):
+        return
+    directory = pki.ca_dir(state.to_generation)
+    ensure_dir(directory)  # 0700: it holds CA keys
+    old_root_path = pki.ca_dir(state.from_generation) / "root.crt"
+    old_root = _cert_file_info(old_root_path)
+    # New keys are encrypted exactly when the old ones were, with the same passphrase.
+    passphrase = pki.passphrase_value() if _keys_encrypted(pki, state.from_generation) else None
+    if _keys_encrypted(pki, state.from_generation) and not passphrase:
+        raise PassphraseError(
+            "the CA keys are encrypted, so the new generation's keys must be too, and no passphrase was given",
+            "set GRPCPKI_PASSPHRASE or pass --passphrase-file",
+        )
+    old_issuing_path = pki.ca_dir(state.from_generation) / "intermediate.crt"
+    with transaction() as tx:
+        if state.mode == FULL:
+            root = CA.create(
+                _generation_name(old_root.common_name or "grpcpki CA", state.to_generation),
+                org=_org(old_root_path), key_type=_key_type(old_root.key_type),
+                days=_ca_days(old_root), path_len=old_root.path_len, constraints=old_root.name_constraints, now=now,
+            )
+            tx.write(directory / "root.key", root.private_key_pem(passphrase), PRIVATE_FILE_MODE)
+            tx.write(directory / "root.crt", root.cert_pem, PUBLIC_FILE_MODE)
+        else:
+            root = _load_root(pki, state.from_generation)
+            # The same root; its key stays where it is (found again by _root_key_path).
+            tx.write(directory / "root.crt", read_file(old_root_path, "root CA certificate"), PUBLIC_FILE_MODE)
+        if pki.uses_intermediate:
+            old_issuing = _cert_file_info(old_issuing_path) if old_issuing_path.is_file() else None
+            base = old_issuing.common_name if old_issuing and old_issuing.common_name else f"{old_root.common_name} Issuing CA"
+            days_left = (root.info.not_after - (now or datetime.now(UTC))).days
+            issuing = root.create_intermediate(
+                _generation_name(base, state.to_generation), org=_org(old_root_path),
+                days=max(1, min(profiles.DEFAULT_INTERMEDIATE_DAYS, days_left)), now=now,
+            )
+            tx.write(directory / "intermediate.key", issuing.private_key_pem(passphrase), PRIVATE_FILE_MODE)
+            tx.write(directory / "intermediate.crt", issuing.cert_pem, PUBLIC_FILE_MODE)
+
+
+def _generation_complete(pki: Pki, state: RotationState) -> bool:
+    assert state.from_generation is not None and state.to_generation is not None
+    directory = pki.ca_dir(state.to_generation)
+    needed = ["root.crt"] + (["root.key"] if state.mode == FULL else [])
+    needed += ["intermediate.crt", "intermediate.key"] if pki.uses_intermediate else []
+    if not all((directory / name).is_file() for name in needed):
+        return False
+    try:
+        same_root = _fingerprint(directory / "root.crt") == _fingerprint(pki.ca_dir(state.from_generation) / "root.crt")
+        if same_root != (state.mode == INTERMEDIATE_ONLY):
+            return False
+        issuing = pki.load_ca(state.to_generation)  # checks the key pair (and the intermediate's key)
+        if state.mode == FULL and pki.uses_intermediate:
+            pki.load_ca(state.to_generation, issuing=False)
+        if pki.uses_intermediate:
+            issuing.certificate.verify_directly_issued_by(load_certificates(read_file(directory / "root.crt"))[0])
+    except PassphraseError:
+        raise
+    except (GrpcpkiError, ValueError, TypeError):
+        return False
+    except Exception:  # noqa: BLE001 - InvalidSignature and friends: the files do not belong together
+        return False
+    return True
+
+
+def _ensure_cross(pki: Pki, state: RotationState, now: datetime | None) -> None:
+    """ca/gN+1/cross.crt: the new root's subject and key, certified by the old root.
+
+    The root is cross-signed (not the intermediate) and the cross certificate goes last in
+    chain.pem, as Let's Encrypt did with ISRG Root X1: OpenSSL and BoringSSL do not backtrack
+    between two untrusted issuers with the same name, but with 'trusted first' they stop at
+    the new root when the peer has it, and follow the cross certificate to the old root when not.
+    """
+    assert state.from_generation is not None and state.to_generation is not None
+    path = pki.ca_dir(state.to_generation) / "cross.crt"
+    new_root = pki.load_ca(state.to_generation, issuing=False)
+    old_root_cert = load_certificates(read_file(pki.ca_dir(state.from_generation) / "root.crt"))[0]
+    if path.is_file():
+        try:
+            cross = load_certificates(read_file(path))[0]
+            cross.verify_directly_issued_by(old_root_cert)
+            same_key = public_key_bytes(cross.public_key()) == public_key_bytes(new_root.certificate.public_key())  # type: ignore[arg-type]
+            if same_key and cross.subject == new_root.certificate.subject:
+                return
+        except Exception:  # noqa: BLE001 - a damaged or foreign file is simply made again
+            pass
+    old_root = _load_root(pki, state.from_generation)
+    atomic_write(path, old_root.cross_sign(new_root, now=now), PUBLIC_FILE_MODE)
+
+
+def _record_generation(pki: Pki, state: RotationState) -> None:
+    """Inventory rows for the new CA certificates (skipped if an earlier run added them)."""
+    assert state.to_generation is not None
+    directory = pki.ca_dir(state.to_generation)
+    rows: list[tuple[str, Path, Path | None]] = []
+    if state.mode == FULL:
+        rows.append(("root", directory / "root.crt", directory / "root.key"))
+    if (directory / "intermediate.crt").is_file():
+        rows.append(("intermediate", directory / "intermediate.crt", directory / "intermediate.key"))
+    if (directory / "cross.crt").is_file():
+        rows.append(("cross", directory / "cross.crt", None))
+    for kind, cert_path, key_path in rows:
+        info = _cert_file_info(cert_path)
+        if pki.inventory.by_serial(info.serial_hex) is not None:
+            continue
+        name = info.common_name or info.subject
+        pki.inventory.add(
+            NewRecord(
+                serial=info.serial_hex, kind=kind, name=f"{name} (cross-signed)" if kind == "cross" else name,
+                subject=info.subject, sans=[], issuer=info.issuer, not_before=info.not_before,
+                not_after=info.not_after, fingerprint=info.fingerprint_sha256, key_type=info.key_type,
+                ca_generation=state.to_generation, cert_path=cert_path, key_path=key_path,
+            )
+        )
+
+
+# == CA rotation: finish =========================================================================
+@dataclass(frozen=True)
+class FinishResult:
+    action: str  # "finished" | "resumed" | "nothing-to-do"
+    dropped: tuple[CertInfo, ...]  # roots no longer in the trust bundle
+    stranded: tuple[Record, ...]  # active leaves of the old CA left behind by --force
+    crl: CrlSummary | None
+    status: RotationStatus
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "action": self.action,
+            "dropped_roots": [_ca_dict(c) for c in self.dropped],
+            "stranded": [{"name": r.name, "kind": r.kind, "serial": r.serial} for r in self.stranded],
+            "crl": self.crl.to_dict() if self.crl else None,
+            "status": self.status.to_dict(),
+        }
+
+
+def finish_rotation(pki: Pki, *, force: bool = False, now: datetime | None = None) -> FinishResult:
+    """Drop the old CA from the trust bundle and archive it; refuses while leaves still chain to it."""
+    state = rotation_state(pki)
+    if state.phase == IDLE:
+        return FinishResult("nothing-to-do", (), (), None, rotation_status(pki))
+    if state.phase == PREPARING:
+        raise RotationError(
+            "`ca rotate begin` was interrupted before it completed, so there is nothing to finish yet",
+            "rerun `grpcpki ca rotate begin` to complete it",
+        )
+    assert state.from_generation is not None and state.to_generation is not None
+    stranded = tuple(old_generation_leaves(pki))
+    action = "resumed"
+    if state.phase == OVERLAP:
+        if stranded and not force:
+            names = ", ".join(r.name for r in stranded[:5]) + (", ..." if len(stranded) > 5 else "")
+            raise RotationError(
+                f"{len(stranded)} active certificate(s) still chain to the old CA (generation "
+                f"{state.from_generation}): {names}",
+                "renew them with `grpcpki renew --all`, or pass --force to leave them untrusted",
+            )
+        # The decision (possibly forced) is recorded before anything changes, so a re-run
+        # after a crash completes it without asking for --force again.
+        _save_state(pki, RotationState(FINISHING, state.from_generation, state.to_generation, state.mode, state.cross_sign))
+        action = "finished"
+    before = _bundle_infos(pki)
+    _write_bundle(pki, (state.to_generation,))
+    kept = {c.fingerprint_sha256 for c in _bundle_infos(pki)}
+    dropped = tuple(c for c in before if c.fingerprint_sha256 not in kept)
+    cross_archive = _archive_cross(pki, state.to_generation)
+    crl = write_crl(pki, now=now) if crl_path(pki.path).is_file() else None
+    with pki.inventory.transaction():
+        for record in pki.ca_records():
+            if record.status != "active":
+                continue
+            if record.kind == "cross" and cross_archive is not None and record.ca_generation == state.to_generation:
+                pki.inventory.set_status(record.id, "archived", paths=(cross_archive, None, None))
+            elif (record.ca_generation or 1) < state.to_generation and (
+                state.mode == FULL or record.kind == "intermediate"
+            ):
+                pki.inventory.set_status(record.id, "archived")
+        _save_state(pki, RotationState())
+    return FinishResult(action, dropped, stranded, crl, rotation_status(pki))
+
+
+def _archive_cross(pki: Pki, generation: int) -> Path | None:
+    """Move ca/gN/cross.crt to archive/ca/gN/ so new chains stop carrying it (Pki.cross_chain_pem)."""
+    source = pki.ca_dir(generation) / "cross.crt"
+    target = pki.path / "archive" / "ca" / f"g{generation}" / "cross.crt"
+    if source.is_file():
+        ensure_dir(target.parent)
+        shutil.copy2(source, target)
+        source.unlink()
+    return target if target.is_file() else None
+
+
+# == shared helpers ==============================================================================
+def trust_bundle_pem(pki: Pki, generations: Iterable[int]) -> bytes:
+    """The roots of ``generations``, oldest first, each once (generations may share a root)."""
+    seen: set[str] = set()
+    blobs = []
+    for generation in sorted(set(generations)):
+        data = read_file(pki.ca_dir(generation) / "root.crt", "root CA certificate")
+        cert = load_certificates(data)[0]
+        fingerprint = info_from_certificate(cert).fingerprint_sha256
+        if fingerprint not in seen:
+            seen.add(fingerprint)
+            blobs.append(cert.public_bytes(serialization.Encoding.PEM))
+    return b"".join(blobs)
+
+
+def _write_bundle(pki: Pki, generations: Iterable[int]) -> None:
+    data = trust_bundle_pem(pki, generations)
+    if pki.trust_bundle_path.is_file() and pki.trust_bundle_path.read_bytes() == data:
+        return  # unchanged: do not disturb the mtime that hot-reloading peers watch
+    atomic_write(pki.trust_bundle_path, data, PUBLIC_FILE_MODE)
+
+
+def _bundle_infos(pki: Pki) -> list[CertInfo]:
+    data = read_file(pki.trust_bundle_path, "trust bundle")
+    return [info_from_certificate(c) for c in load_certificates(data, source="trust bundle")]
+
+
+def _root_key_path(pki: Pki, generation: int) -> Path:
+    """Where generation's root key lives: its own directory, or an earlier one when the
+    generation came from an --intermediate-only rotation and shares the root."""
+    fingerprint = _fingerprint(pki.ca_dir(generation) / "root.crt")
+    for candidate in range(generation, 0, -1):
+        directory = pki.ca_dir(candidate)
+        if (directory / "root.key").is_file() and (directory / "root.crt").is_file():
+            if _fingerprint(directory / "root.crt") == fingerprint:
+                return directory / "root.key"
+    raise NotFoundError(
+        f"the root CA key of generation {generation} is not in {pki.path / 'ca'}",
+        "restore root.key from your offline backup into the generation directory",
+    )
+
+
+def _keys_encrypted(pki: Pki, generation: int) -> bool:
+    """Were generation's CA keys written encrypted? The issuing key decides, so a root key kept
+    offline (removed from ca/gN/) does not block a full rotation."""
+    issuing_key = pki.ca_dir(generation) / "intermediate.key"
+    key_path = issuing_key if issuing_key.is_file() else _root_key_path(pki, generation)
+    return is_encrypted_pem(read_file(key_path, "CA key"))
+
+
+def _load_root(pki: Pki, generation: int) -> CA:
+    key_path = _root_key_path(pki, generation)
+    return pki.load_ca(int(key_path.parent.name.removeprefix("g")), issuing=False)
+
+
+def _generation_name(common_name: str, generation: int) -> str:
+    """'Example CA' -> 'Example CA G2': the same name, told apart by generation."""
+    suffix = f" G{generation}"
+    base = _GENERATION_SUFFIX.sub("", common_name)
+    return base[: _MAX_COMMON_NAME - len(suffix)] + suffix
+
+
+def _org(cert_path: Path) -> str | None:
+    cert = load_certificates(read_file(cert_path, "CA certificate"))[0]
+    values = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return str(values[0].value) if values else None
+
+
+def _ca_days(info: CertInfo) -> int:
+    return max(1, round((info.not_after - info.not_before - profiles.BACKDATE).total_seconds() / 86400))
+
+
+def _cert_file_info(path: Path) -> CertInfo:
+    return info_from_certificate(load_certificates(read_file(path, "certificate"), source=str(path))[0])
+
+
+def _fingerprint(path: Path) -> str:
+    return _cert_file_info(path).fingerprint_sha256
+
+
+def _ca_dict(info: CertInfo) -> dict[str, object]:
+    return {"subject": info.subject, "serial": info.serial_hex, "not_after": info.not_after,
+            "fingerprint_sha256": info.fingerprint_sha256}
+
+
+__all__ = [
+    "BeginResult",
+    "FinishResult",
+    "RenewDecision",
+    "RenewResult",
+    "RotationState",
+    "RotationStatus",
+    "begin_rotation",
+    "finish_rotation",
+    "lifetime_days",
+    "old_generation_leaves",
+    "plan_renewals",
+    "renew",
+    "renew_after",
+    "renew_leaf",
+    "renewal_due",
+    "rotation_state",
+    "rotation_status",
+    "trust_bundle_pem",
+]
