@@ -38,3 +38,15 @@ def test_demo_into_a_named_pki_keeps_it_and_refuses_to_clobber(tmp_path: Path) -
     listing = run_grpcpki("--pki", str(pki), "list", "--json", cwd=tmp_path)
     assert {r["name"] for r in json.loads(listing.stdout)} == {"localhost", "greeter-client"}
     assert_clean_error(run_grpcpki("demo", "--pki", str(pki), cwd=tmp_path), "a CA already exists")
+
+
+def test_demo_rotate_keeps_calls_flowing_while_everything_is_replaced(tmp_path: Path) -> None:
+    result = run_grpcpki("demo", "--rotate", "--json", cwd=tmp_path)
+    assert result.code == 0, result.output
+    data = json.loads(result.stdout)
+    rotation = {s["step"]: s for s in data["steps"]}["rotation"]
+    assert rotation["failed_calls"] == 0, rotation["last_failure"]
+    assert rotation["successful_calls"] >= 25  # 5 fresh-connection calls after each of 5 steps
+    assert rotation["served_new_certificate_each_step"] is True
+    assert rotation["ca_generation"] == 2 and rotation["cas_in_trust_bundle"] == 1
+    assert len(set(rotation["served_serials"])) == 2  # the first server renewal, then the new-CA one
