@@ -326,7 +326,7 @@ def _rotate_under_traffic(
     every_step_served_new = True
     with _TrafficLoop(fresh, persistent) as traffic:
         traffic.wait_for_fresh_calls(CALLS_PER_STEP)
-        for description, action in zip(ROTATION_STEPS, actions):
+        for description, action in zip(ROTATION_STEPS, actions, strict=True):
             done = step(description)
             before = greeter.reloader.current.leaf.serial_hex if greeter.reloader else None
             action()

@@ -15,7 +15,7 @@ PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 
-class KeyType(str, enum.Enum):
+class KeyType(enum.StrEnum):
     """Key algorithms a certificate can carry. ECDSA P-256 is the default: every gRPC stack
     (BoringSSL, Go, Java, grpc-js/OpenSSL) handles it, and it is fast to generate and sign."""
 
@@ -31,9 +31,6 @@ class KeyType(str, enum.Enum):
     @property
     def is_rsa(self) -> bool:
         return self.value.startswith("rsa")
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def generate_key(key_type: KeyType) -> PrivateKey:

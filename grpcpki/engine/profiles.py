@@ -12,14 +12,11 @@ from datetime import timedelta
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     """What a leaf certificate is for."""
 
     SERVER = "server"
     CLIENT = "client"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,7 @@ def _verify_links(
     for cert in certs:
         if not cert.not_valid_before_utc <= moment < cert.not_valid_after_utc:
             return ChainCheck(False, f"{cert.subject.rfc4514_string()} is outside its validity period")
-    for child, parent in zip(certs, certs[1:]):
+    for child, parent in zip(certs, certs[1:], strict=False):
         if not _signed_by(child, parent):
             return ChainCheck(False, f"{child.subject.rfc4514_string()} is not signed by the next certificate in the chain")
     top = certs[-1]
