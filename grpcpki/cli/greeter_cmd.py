@@ -6,12 +6,14 @@ command bodies only: ``grpcpki --help`` and ``grpcpki list`` never load grpc.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,12 +23,15 @@ from rich.markup import escape
 
 from grpcpki.cli.console import err, info, out, render_error, success, warning
 from grpcpki.cli.context import App, pass_app, pki_options
+from grpcpki.engine.errors import GrpcpkiError
 
 if TYPE_CHECKING:
     from grpcpki.engine import CertInfo
-    from grpcpki.greeter.client import CallResult
-    from grpcpki.greeter.files import TlsMaterial, TlsFiles
-    from grpcpki.greeter.server import CallRecord, ReloadRecord
+    from grpcpki.greeter.client import CallResult, ClientConfig
+    from grpcpki.greeter.errors import Diagnosis
+    from grpcpki.greeter.files import TlsFiles, TlsMaterial
+    from grpcpki.greeter.grpclog import StderrRewriter
+    from grpcpki.greeter.server import CallRecord, GreeterServer, ReloadRecord
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 
@@ -193,8 +198,10 @@ def serve(
         if record.code == "OK":
             err().print(f"{_clock()} [green]OK[/] {called} from [bold]{who}[/] ({record.peer})", highlight=False)
         else:
+            allowed = escape(", ".join(allow))
             err().print(
-                f"{_clock()} [red]{record.code}[/] {called} from [bold]{who}[/] ({record.peer}): not in --allow",
+                f"{_clock()} [red]{record.code}[/] {called} from [bold]{who}[/] ({record.peer}): refused, this "
+                f"identity is not in --allow (allowed: {allowed}) — add `--allow {who}` to let it call",
                 highlight=False,
             )
 
@@ -246,11 +253,37 @@ def serve(
     success(line)
     info("Ctrl-C or SIGTERM to stop")
 
-    while not stop.wait(0.5):
-        pass
-    info(f"{received[0] if received else 'signal'} received: finishing in-flight calls (up to {grace:g} s)")
-    server.stop(grace)
+    rewriter = _handshake_log_rewriter(server) if mode != "plaintext" else None
+    try:
+        while not stop.wait(0.5):
+            pass
+        info(f"{received[0] if received else 'signal'} received: finishing in-flight calls (up to {grace:g} s)")
+        server.stop(grace)
+    finally:
+        if rewriter is not None:
+            rewriter.stop()
     success("stopped")
+
+
+def _handshake_log_rewriter(server: GreeterServer) -> StderrRewriter | None:
+    """Rewrite grpc core's 'Handshake failed ...' lines on stderr into plain words.
+
+    A rejected handshake never reaches Python (grpc-errors.md b, c, i, k, m); grpc core's own
+    log line on fd 2 is the only trace, so the descriptor is routed through a pipe
+    (grpcpki.greeter.grpclog). The trusted CAs and server names are read at each line, so
+    they follow a hot reload. With GRPC_VERBOSITY=ERROR grpc drops the I-level lines itself.
+    """
+    from grpcpki.greeter.grpclog import StderrRewriter, explain_grpc_line
+
+    def rewrite(line: str) -> str | None:
+        material = server.reloader.current if server.reloader is not None else None
+        trusted = ", ".join(t.subject for t in material.trusted) if material and material.trusted else None
+        names = [str(s) for s in material.leaf.sans] if material and material.leaf else []
+        words = explain_grpc_line(line, trusted=trusted, names=names)
+        return f"{_clock()} handshake: {words}" if words is not None else None
+
+    rewriter = StderrRewriter(rewrite)
+    return rewriter if rewriter.start() else None
 
 
 # --------------------------------------------------------------------------------------- greet
@@ -379,6 +412,7 @@ def greet(
         info(line)
 
     results: list[CallResult] = []
+    explain_failure = _failure_explainer(app, config)
     seq = 0
     try:
         while count == 0 or seq < count:
@@ -386,6 +420,8 @@ def greet(
             if seq > 1 and interval:
                 time.sleep(interval)
             result = client.say_hello(to, seq=seq)
+            if not result.ok:
+                result = explain_failure(result)
             results.append(result)
             _report(result, as_json=as_json, verbose=verbose, many=count != 1, tail=tail)
     except KeyboardInterrupt:
@@ -414,6 +450,40 @@ def greet(
         raise click.exceptions.Exit(1)
 
 
+def _failure_explainer(app: App, config: ClientConfig) -> Callable[[CallResult], CallResult]:
+    """Replace grpc's first reading of a failed call with the specific cause, found by a live
+    probe and the doctor (grpcpki.greeter.diagnose). Once per distinct failure: a loop of
+    identical failures probes once, and the success path never pays for it."""
+    from grpcpki.greeter.diagnose import diagnose_failure, failure_key
+
+    cache: dict[tuple[object, ...], Diagnosis] = {}
+    known: list[bytes] | None = None
+
+    def explain_failure(result: CallResult) -> CallResult:
+        nonlocal known
+        key = failure_key(result)
+        if key not in cache:
+            if known is None:
+                known = _known_cas(app)
+            cache[key] = diagnose_failure(result, config, known_cas=known)
+        return dataclasses.replace(result, diagnosis=cache[key])
+
+    return explain_failure
+
+
+def _known_cas(app: App) -> list[bytes]:
+    """The PKI's intermediates, if there is a PKI: they let a missing one be named."""
+    from grpcpki.engine.diagnosis import known_cas
+    from grpcpki.engine.pki import Pki
+
+    if not Pki.exists(app.pki_path):
+        return []
+    try:
+        return known_cas(app.pki())
+    except GrpcpkiError:
+        return []
+
+
 def _report(result: CallResult, *, as_json: bool, verbose: bool, many: bool, tail: Any) -> None:
     if as_json:
         data = result.to_dict()
@@ -434,3 +504,6 @@ def _report(result: CallResult, *, as_json: bool, verbose: bool, many: bool, tai
         err().print(f"  grpc: {result.debug_error}", markup=False, highlight=False, style="dim")
     elif result.details:
         err().print(f"  grpc said: {tail(result.details)}", markup=False, highlight=False, style="dim")
+    if verbose and diagnosis is not None:
+        for line in diagnosis.evidence:
+            err().print(f"  found: {line}", markup=False, highlight=False, style="dim")

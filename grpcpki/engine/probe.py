@@ -69,6 +69,7 @@ import ipaddress
 import os
 import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -430,13 +431,15 @@ def probe(
     client_key_path: str | os.PathLike[str] | None = None,
     client_key_passphrase: bytes | None = None,
     timeout: float = 5.0,
+    known_cas: Sequence[bytes] = (),
 ) -> ProbeResult:
     """Handshake with ``host:port`` and report what a gRPC client would run into.
 
     ``server_name`` is the name the client checks the certificate against (gRPC's
     ``grpc.ssl_target_name_override``; it is also sent as SNI); default ``host``. ``ca_pem`` is
     the bundle the client trusts. ``client_cert_path``/``client_key_path`` make a mutual
-    handshake. Only ``host`` is ever contacted. Raises :class:`ProbeError` for bad arguments only;
+    handshake. ``known_cas`` (PEM of the PKI's intermediate CAs) lets a chain that omits one be
+    reported as ``missing-intermediate`` rather than ``chain-untrusted``. Only ``host`` is ever contacted. Raises :class:`ProbeError` for bad arguments only;
     network failures are findings.
     """
     if not host:
@@ -573,7 +576,7 @@ def probe(
             )
         )
 
-    chain_infos, chain_pem, verified, detail = _check_chain(first, name, ca_pem, where, findings)
+    chain_infos, chain_pem, verified, detail = _check_chain(first, name, ca_pem, where, findings, known_cas)
 
     mutual_ok: bool | None = None
     if client_cert_path is not None and client_key_path is not None and tls_ok:
@@ -645,7 +648,12 @@ def _not_tls_finding(host: str, port: int, timeout: float, where: str, error: st
 
 
 def _check_chain(
-    attempt: _Attempt, name: str, ca_pem: bytes | None, where: str, findings: list[Finding]
+    attempt: _Attempt,
+    name: str,
+    ca_pem: bytes | None,
+    where: str,
+    findings: list[Finding],
+    known_cas: Sequence[bytes] = (),
 ) -> tuple[tuple[CertInfo, ...], bytes, bool | None, str | None]:
     if not attempt.der_chain:
         return (), b"", None, None
@@ -661,7 +669,7 @@ def _check_chain(
     subject = f"server chain at {where}"
     relabel = {"the certificate chain": subject, "the trust bundle": "the CA bundle (--ca)"}
     for f in doctor.check_material(
-        chain_pem, role="server", trust=ca_pem, host=name, name=infos[0].common_name or None
+        chain_pem, role="server", trust=ca_pem, host=name, name=infos[0].common_name or None, known_cas=known_cas
     ):
         message = f.message
         for old, new in relabel.items():

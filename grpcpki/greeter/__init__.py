@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from grpcpki.greeter.client import CallResult, ClientConfig, GreeterClient
+    from grpcpki.greeter.diagnose import diagnose_failure
     from grpcpki.greeter.errors import Diagnosis, GreeterError, Mode, explain
     from grpcpki.greeter.files import TlsMaterial, TlsFiles
     from grpcpki.greeter.identity import AllowList, PeerIdentity, peer_identity
@@ -31,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "CallResult": "client",
     "ClientConfig": "client",
     "GreeterClient": "client",
+    "diagnose_failure": "diagnose",
     "Diagnosis": "errors",
     "GreeterError": "errors",
     "Mode": "errors",

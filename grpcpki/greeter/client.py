@@ -66,6 +66,8 @@ class CallResult:
                 data["cause"] = self.diagnosis.cause
                 data["fix"] = self.diagnosis.fix
                 data["certain"] = self.diagnosis.certain
+                if self.diagnosis.findings:
+                    data["findings"] = list(self.diagnosis.findings)
         return data
 
 

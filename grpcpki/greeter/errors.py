@@ -44,7 +44,9 @@ class Diagnosis:
 
     ``kind`` is a stable identifier for scripts and tests; ``cause`` and ``fix`` are for people.
     ``certain`` is False when several causes give the same client-side text (then ``cause``
-    lists them and ``fix`` says where the deciding evidence is).
+    lists them and ``fix`` says where the deciding evidence is). ``findings`` are the ids of the
+    probe/doctor findings a live diagnosis (:mod:`grpcpki.greeter.diagnose`) based it on, and
+    ``evidence`` their sentences; both are empty for this first, text-only reading.
     """
 
     code: str
@@ -52,6 +54,8 @@ class Diagnosis:
     cause: str
     fix: str
     certain: bool = True
+    findings: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
 
 
 _PREFIX = "failed to connect to all addresses; last error: "
@@ -183,7 +187,12 @@ def explain(
             "to check (TLS failures are reported immediately, not as timeouts, since greet does not "
             "use wait_for_ready)",
         )
-    if code == "UNAUTHENTICATED" and "hostname verification" not in low:
+    # A certificate whose CN matches but whose SANs hold no DNS name at all passes the handshake's
+    # hostname check (X509_check_host falls back to the CN when there is no DNS SAN), then fails
+    # grpc's per-call check with UNAUTHENTICATED "call host does not match SSL server name"
+    # (measured on grpcio 1.85.3: CN=localhost, SAN IP:127.0.0.1 only, dial localhost).
+    call_host = "call host does not match ssl server name" in low
+    if code == "UNAUTHENTICATED" and "hostname verification" not in low and not call_host:
         return make("unauthenticated", f"the server refused the call as unauthenticated: {text}", _DOCTOR)
 
     # Connection-level failures (grpc-errors.md rules 1-6).
@@ -210,7 +219,7 @@ def explain(
             "dial it with --plaintext, or restart the server with TLS",
         )
 
-    if "hostname verification check failed" in low:
+    if "hostname verification check failed" in low or call_host:
         # Rule 3: grpc names neither the checked name nor the certificate's SANs.
         how = (
             "an IP address SAN is needed: a DNS SAN or the CN never matches an IP target"

@@ -1,0 +1,464 @@
+"""Why did a call fail? The gRPC status, a live probe and the doctor, combined into one cause.
+
+:func:`grpcpki.greeter.errors.explain` reads grpc's text alone, and that text often cannot say
+why: a missing client certificate, one from another CA, an expired one, one without clientAuth
+and a plaintext client all read ``Socket closed`` (grpc-errors.md rule 4, rows b c i k m), and a
+hostname failure never names the names compared (rule 3). Two more sources decide:
+
+* a live probe (:func:`grpcpki.engine.probe.probe`) with the same target, server name, trust
+  bundle and client material the call used: what the server presents (chain, SANs), whether it
+  speaks TLS, whether it requires a client certificate, whether it accepts this one;
+* the doctor (:func:`grpcpki.engine.doctor.check_material`) on the client's own certificate for
+  the client role: expired, wrong EKU, not issued by the CA this client trusts (in a one-CA PKI
+  the server trusts that same CA for clients).
+
+:func:`combine` is pure (first reading + evidence -> :class:`Diagnosis`), so the rules are
+table-testable; :func:`diagnose_failure` gathers the evidence (network) and combines. No grpc
+import here: the probe is stdlib ``ssl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from grpcpki.greeter.errors import Diagnosis, explain, is_ip, split_target, tail
+
+if TYPE_CHECKING:
+    from grpcpki.engine.doctor import Finding
+    from grpcpki.engine.probe import ProbeResult
+    from grpcpki.greeter.client import CallResult, ClientConfig
+
+__all__ = ["Evidence", "combine", "diagnose_failure", "failure_key", "gather"]
+
+# Readings that need no live look: the handshake worked (the server answered), or the call
+# never left this process, or the server is just slow.
+_HANDSHAKE_WORKED = frozenset({"permission-denied", "unimplemented", "unauthenticated", "deadline-exceeded"})
+_LOCAL_ONLY = frozenset({"local-credentials-unusable"})
+# The probe must not take longer than the user's own deadline; a loopback handshake takes ms.
+_PROBE_TIMEOUT = 3.0
+
+# grpc's reading -> the doctor ids on the server's chain that explain it, most specific first.
+# d, p and o3 all read "unable to get local issuer certificate" (grpc-errors.md).
+_SERVER_CHAIN_ORDER: dict[str, tuple[str, ...]] = {
+    "server-cert-untrusted": ("missing-intermediate", "issuer-not-ca", "chain-untrusted", "trust-ca-expired"),
+    "server-cert-self-signed": ("chain-untrusted", "issuer-not-ca"),
+    "server-cert-expired": ("expired", "trust-ca-expired"),
+    "server-cert-not-yet-valid": ("not-yet-valid",),
+    "server-cert-wrong-usage": ("wrong-eku",),
+    "server-chain-bad-intermediate": ("issuer-not-ca",),
+    "hostname-mismatch": ("name-mismatch", "cn-only"),
+}
+# Any server-chain error, for readings grpc could not classify.
+_SERVER_CHAIN_ANY = (
+    "expired",
+    "not-yet-valid",
+    "wrong-eku",
+    "missing-intermediate",
+    "issuer-not-ca",
+    "chain-untrusted",
+    "name-mismatch",
+    "cn-only",
+    "key-usage-digital-signature",
+    "weak-key",
+    "weak-signature",
+    "chain-rejected",
+)
+# Client-certificate problems a server rejects in the handshake (BoringSSL verify of the client
+# chain, grpc-errors.md c, i, k), most specific first -> (kind, why the server refused).
+_CLIENT_REJECTIONS: dict[str, tuple[str, str]] = {
+    "expired": ("client-cert-expired", "it has expired"),
+    "not-yet-valid": ("client-cert-not-yet-valid", "it is not valid yet"),
+    "wrong-eku": ("client-cert-wrong-usage", "it is not made for clients (no clientAuth extended key usage)"),
+    "missing-intermediate": ("client-missing-intermediate", "its chain lacks an intermediate CA"),
+    "issuer-not-ca": ("client-cert-bad-issuer", "its issuer is not a CA"),
+    "key-usage-digital-signature": ("client-cert-wrong-usage", "its key usage does not allow signing the handshake"),
+    "weak-key": ("client-cert-weak", "its key is too weak"),
+    "weak-signature": ("client-cert-weak", "its signature algorithm is refused"),
+    "chain-untrusted": ("client-cert-untrusted", "it is not issued by a CA the server trusts"),
+    "chain-rejected": ("client-cert-rejected", "a strict verifier refuses it"),
+}
+# What the probe heard from servers that send an alert (Go, nginx, Envoy; not gRPC C-core).
+_PROBE_CLIENT_ALERTS: dict[str, str] = {
+    "client-cert-rejected-unknown-ca": "client-cert-untrusted",
+    "client-cert-rejected-expired": "client-cert-expired",
+    "client-cert-rejected-purpose": "client-cert-wrong-usage",
+}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a live look found: the probe (None if not run) and the doctor on the client's files."""
+
+    probe: ProbeResult | None = None
+    local: tuple[Finding, ...] = ()
+
+    def all(self) -> list[Finding]:
+        found = list(self.probe.findings) if self.probe is not None else []
+        seen = {(f.id, f.message) for f in found}
+        return found + [f for f in self.local if (f.id, f.message) not in seen]
+
+
+def failure_key(result: CallResult) -> tuple[object, ...]:
+    """Calls that fail the same way (same status, same grpc text, same client certificate) get
+    one diagnosis: a `greet --count 0` loop probes once per distinct failure, not per call."""
+    kind = result.diagnosis.kind if result.diagnosis else None
+    return (result.code, tail(result.details or ""), result.client_serial, kind)
+
+
+def gather(
+    config: ClientConfig,
+    *,
+    probe: bool = True,
+    known_cas: Sequence[bytes] = (),
+    now: dt.datetime | None = None,
+) -> Evidence:
+    """Run the doctor on the client's material and (``probe``) a live probe of the target, with
+    the same server name, trust bundle and client certificate the call used."""
+    from grpcpki.engine import doctor
+    from grpcpki.engine.doctor import Severity
+    from grpcpki.engine.probe import probe as run_probe
+
+    files = config.files
+    mutual = config.mode == "mtls" and files.chain is not None and files.key is not None
+    local: tuple[Finding, ...] = ()
+    if mutual:
+        local = tuple(
+            f
+            for f in doctor.check_material(
+                files.chain, files.key, role="client", trust=files.ca, known_cas=known_cas, now=now  # type: ignore[arg-type]
+            )
+            if f.severity is not Severity.INFO
+        )
+    result = None
+    host, port = split_target(config.target)
+    if probe and host and port.isdigit() and 0 < int(port) < 65536:
+        ca_pem = None
+        if config.mode != "plaintext" and files.ca is not None:
+            try:
+                ca_pem = files.ca.read_bytes()
+            except OSError:
+                ca_pem = None
+        result = run_probe(
+            host,
+            int(port),
+            server_name=config.server_name if config.mode != "plaintext" else None,
+            ca_pem=ca_pem,
+            client_cert_path=files.chain if mutual else None,
+            client_key_path=files.key if mutual else None,
+            timeout=min(config.timeout, _PROBE_TIMEOUT),
+            known_cas=known_cas,
+        )
+    return Evidence(probe=result, local=local)
+
+
+def diagnose_failure(
+    result: CallResult,
+    config: ClientConfig,
+    *,
+    known_cas: Sequence[bytes] = (),
+    now: dt.datetime | None = None,
+) -> Diagnosis:
+    """The most specific cause of a failed call, from its status, a probe and the doctor.
+
+    ``known_cas``: PEM of the PKI's intermediates (to name a missing one). Never raises for
+    what it finds; a probe that itself fails just leaves the first reading in place.
+    """
+    first = result.diagnosis or explain(
+        result.code,
+        result.details or "",
+        target=config.target,
+        mode=config.mode,
+        server_name=config.server_name,
+        trust=str(config.files.ca) if config.files.ca else None,
+        timeout=config.timeout,
+    )
+    if result.ok or first.kind in _HANDSHAKE_WORKED or result.code == "NOT_SENT":
+        return _permission(first, result) if first.kind == "permission-denied" else first
+    evidence = gather(config, probe=first.kind not in _LOCAL_ONLY, known_cas=known_cas, now=now)
+    return combine(first, evidence, config)
+
+
+def _permission(first: Diagnosis, result: CallResult) -> Diagnosis:
+    who = result.identity
+    if not who:
+        return first
+    return dataclasses.replace(
+        first,
+        cause=f"the TLS handshake succeeded, but the server does not allow the identity {who} "
+        f"(it has an allow list, and this identity is not on it)",
+        fix=f"allow it on the server (serve --allow {who}), or call with a certificate it allows",
+    )
+
+
+# --------------------------------------------------------------------------- combining
+
+
+def _with(
+    first: Diagnosis,
+    evidence: Evidence,
+    *,
+    kind: str | None = None,
+    cause: str | None = None,
+    fix: str | None = None,
+    certain: bool | None = None,
+) -> Diagnosis:
+    """``first`` with the evidence's finding ids attached, and what the evidence decided."""
+    found = evidence.all()
+    return dataclasses.replace(
+        first,
+        kind=kind if kind is not None else first.kind,
+        cause=cause if cause is not None else first.cause,
+        fix=fix if fix is not None else first.fix,
+        certain=certain if certain is not None else first.certain,
+        findings=tuple(dict.fromkeys(f.id for f in found)),
+        evidence=tuple(f"{f.severity.value} {f.id}: {f.message}" for f in found),
+    )
+
+
+def _errors(findings: Iterable[Finding]) -> list[Finding]:
+    return [f for f in findings if f.severity.value == "error"]
+
+
+def _pick(findings: Sequence[Finding], order: Sequence[str]) -> Finding | None:
+    for wanted in order:
+        for f in findings:
+            if f.id == wanted:
+                return f
+    return None
+
+
+def _server_chain(evidence: Evidence) -> list[Finding]:
+    """Errors about what the server presents (the probe labels them 'server chain at ...'),
+    and about the client's trust bundle (an expired CA fails the server's chain too)."""
+    if evidence.probe is None:
+        return []
+    return [
+        f
+        for f in _errors(evidence.probe.findings)
+        if (f.subject or "").startswith("server chain at") or f.id == "trust-ca-expired"
+    ]
+
+
+def _names(probe: ProbeResult) -> tuple[list[str], str]:
+    """(dialable names on the server certificate, how to say what it covers)."""
+    if not probe.chain:
+        return [], "(the certificate could not be read)"
+    leaf = probe.chain[0]
+    names = [s.value for s in leaf.sans if s.kind in ("dns", "ip")]
+    if leaf.has_san_extension:
+        text = ", ".join(str(s) for s in leaf.sans) or "no names"
+        return names, f"the certificate is for {text}"
+    cn = leaf.common_name
+    # gRPC C-core falls back to the CN only without any SAN and for DNS targets (grpc-errors.md f, f2).
+    return ([cn] if cn else []), f"the certificate has no subjectAltName, only CN={cn}"
+
+
+def _hostname(first: Diagnosis, evidence: Evidence, config: ClientConfig, finding: Finding | None) -> Diagnosis:
+    probe = evidence.probe
+    assert probe is not None
+    host, port = split_target(config.target)
+    checked = config.server_name or host
+    names, covers = _names(probe)
+    if config.server_name:
+        dialed = f"this client checked the server certificate for {checked!r} (--server-name; dialed {host})"
+    else:
+        dialed = f"you dialed {checked}"
+    why = ""
+    if is_ip(checked):
+        # IP targets match IP SANs only, never DNS SANs or the CN (grpc-errors.md f2, q1).
+        why = "; gRPC checks an IP address only against IP SANs"
+    elif names and all(is_ip(n) for n in names):
+        # grpc-errors.md q2: a DNS target never matches an IP SAN.
+        why = "; gRPC checks a DNS name only against DNS SANs"
+    options: list[str] = []
+    if config.server_name and host.lower() in (n.lower() for n in names):
+        options.append(f"drop --server-name (the certificate covers {host}, the name dialed)")
+    dns_names = [n for n in names if not is_ip(n) and not n.startswith("*.")]
+    ip_names = [n for n in names if is_ip(n)]
+    if dns_names:
+        # The override is used for SNI and the hostname check alike (grpc-errors.md r).
+        options.append(f"use --server-name {dns_names[0]}")
+    if ip_names and ip_names[0] != host:
+        options.append(f"dial {ip_names[0]}:{port}")
+    flag = "--ip" if is_ip(checked) else "--dns"
+    reissue = f"reissue the server certificate with {flag} {checked}"
+    if finding is not None and finding.fix:
+        reissue += f" (`{finding.fix}`)"
+    options.append(reissue)
+    fix = ", or ".join(options)
+    return _with(
+        first,
+        evidence,
+        cause=f"the server's certificate does not cover the name checked: {dialed}; {covers}{why}",
+        fix=fix,
+        certain=True,
+    )
+
+
+def _server_chain_diagnosis(first: Diagnosis, evidence: Evidence, finding: Finding) -> Diagnosis:
+    kind = {
+        "expired": "server-cert-expired",
+        "not-yet-valid": "server-cert-not-yet-valid",
+        "wrong-eku": "server-cert-wrong-usage",
+        "missing-intermediate": "server-missing-intermediate",
+        "issuer-not-ca": "server-cert-bad-issuer",
+        "chain-untrusted": "server-cert-untrusted",
+        "trust-ca-expired": "trusted-ca-expired",
+    }.get(finding.id, first.kind if first.kind.startswith("server") else "server-cert-rejected")
+    message = finding.message.rstrip(".")
+    fix = finding.fix or first.fix
+    if finding.id == "missing-intermediate":
+        # The probe saw the chain on the wire, so "append to <file>" would name no file.
+        fix = "make the server present its full chain, leaf then intermediates (pki/certs/NAME/chain.pem, not cert.pem)"
+    elif finding.id == "chain-untrusted":
+        probe = evidence.probe
+        issuer = f" ({probe.chain[-1].issuer})" if probe is not None and probe.chain else ""
+        fix = f"pass the CA that issued it{issuer} with --ca, or have the server use a certificate from a CA in your --ca"
+    elif finding.id in ("expired", "not-yet-valid", "wrong-eku", "issuer-not-ca"):
+        fix = f"on the server's side: {fix}, then let the server reload it"
+    return _with(
+        first,
+        evidence,
+        kind=kind,
+        cause=f"this client rejected the server's certificate: {message}",
+        fix=fix,
+        certain=True,
+    )
+
+
+def _client_rejected(first: Diagnosis, evidence: Evidence) -> Diagnosis:
+    """mTLS, 'Socket closed': the server hung up on this client's certificate. Which reason?"""
+    local = _errors(evidence.local)
+    finding = _pick(local, tuple(_CLIENT_REJECTIONS))
+    if finding is not None:
+        kind, why = _CLIENT_REJECTIONS[finding.id]
+        message = finding.message.rstrip(".")
+        if finding.id == "chain-untrusted":
+            # The client's --ca is what it trusts for the server; in a one-CA PKI the server
+            # trusts the same CA for clients, so this is the likely reason, not a certainty.
+            return _with(
+                first,
+                evidence,
+                kind=kind,
+                cause=f"the server refused this client's certificate during the handshake; most likely because "
+                f"{why}: {message}",
+                fix="use a client certificate issued by the CA the server trusts for clients "
+                "(`grpcpki issue client NAME` in the server's PKI), or add this certificate's CA to the "
+                "server's --ca bundle",
+                certain=False,
+            )
+        return _with(
+            first,
+            evidence,
+            kind=kind,
+            cause=f"the server refused this client's certificate during the handshake because {why}: {message}",
+            fix=finding.fix or first.fix,
+            certain=True,
+        )
+    probe = evidence.probe
+    if probe is not None:
+        alerted = _pick(_errors(probe.findings), tuple(_PROBE_CLIENT_ALERTS))
+        if alerted is not None:
+            return _with(
+                first,
+                evidence,
+                kind=_PROBE_CLIENT_ALERTS[alerted.id],
+                cause=f"the server refused this client's certificate: {alerted.message.rstrip('.')}",
+                fix=alerted.fix or first.fix,
+                certain=True,
+            )
+    return _with(first, evidence)
+
+
+def combine(first: Diagnosis, evidence: Evidence, config: ClientConfig) -> Diagnosis:
+    """The most specific cause: grpc's reading says *where* it failed, the probe and the doctor
+    say *why*. Falls back to ``first`` (with the finding ids attached) when nothing decides."""
+    probe = evidence.probe
+    host, port = split_target(config.target)
+    where = f"{host}:{port}"
+    found = evidence.all()
+
+    if probe is not None and not probe.tcp_connected:
+        finding = _pick(found, ("connection-refused", "connect-timeout", "connect-failed"))
+        if finding is not None and first.kind in ("connection-refused", "connect-timeout", "dns-failure", "other"):
+            return _with(first, evidence, cause=finding.message.rstrip("."), fix=finding.fix or first.fix)
+        return _with(first, evidence)
+
+    if config.mode == "plaintext":
+        if probe is not None and probe.tls:
+            needs = ""
+            flags = "--ca CA_FILE"
+            if probe.client_cert_required:
+                needs = ", and it requires a client certificate (mTLS)"
+                flags += " plus --name CLIENT (or --cert FILE --key FILE)"
+            return _with(
+                first,
+                evidence,
+                kind="client-plaintext-server-tls",
+                cause=f"the server at {where} speaks TLS ({probe.tls_version or 'TLS'}, ALPN {probe.alpn or 'none'}) "
+                f"and hung up on this plaintext client{needs}",
+                fix=f"drop --plaintext and dial with TLS: {flags}",
+                certain=True,
+            )
+        return _with(first, evidence)
+
+    not_tls = _pick(found, ("plaintext-server", "not-tls", "handshake-timeout", "no-alpn-h2"))
+    if not_tls is not None and (probe is None or not probe.tls or not_tls.id == "no-alpn-h2"):
+        kind = "server-not-tls" if not_tls.id in ("plaintext-server", "not-tls") else first.kind
+        fix = (
+            "dial it with --plaintext, or restart the server with TLS (`grpcpki serve --name NAME`)"
+            if not_tls.id == "plaintext-server"
+            else not_tls.fix or first.fix
+        )
+        return _with(first, evidence, kind=kind, cause=not_tls.message.rstrip("."), fix=fix, certain=True)
+
+    chain = _server_chain(evidence)
+    order = _SERVER_CHAIN_ORDER.get(first.kind)
+    if first.kind == "hostname-mismatch" and probe is not None:
+        return _hostname(first, evidence, config, _pick(chain, ("name-mismatch",)))
+    if order is not None:
+        finding = _pick(chain, order)
+        if finding is not None:
+            return _server_chain_diagnosis(first, evidence, finding)
+        return _with(first, evidence)
+
+    if first.kind in ("server-rejected-client", "server-requires-client-cert"):
+        if config.mode == "tls" and probe is not None and probe.client_cert_required:
+            return _with(
+                first,
+                evidence,
+                kind="client-cert-missing",
+                cause=f"the server at {where} requires a client certificate (mTLS) and this client sent none",
+                fix="connect with a client certificate from a CA the server trusts: --name CLIENT, or "
+                "--cert FILE --key FILE (make one with `grpcpki issue client NAME`); or run the server "
+                "with --tls if clients need no certificate",
+                certain=True,
+            )
+        if config.mode == "mtls":
+            return _client_rejected(first, evidence)
+        return _with(first, evidence)
+
+    if first.kind in _LOCAL_ONLY:
+        finding = _pick(_errors(evidence.local), ("key-mismatch", "not-pem", "wrong-pem-type", "file-missing"))
+        finding = finding or next(iter(_errors(evidence.local)), None)
+        if finding is not None:
+            return _with(
+                first,
+                evidence,
+                cause=f"this client's own TLS files are unusable: {finding.message.rstrip('.')}",
+                fix=finding.fix or first.fix,
+                certain=True,
+            )
+        return _with(first, evidence)
+
+    # grpc could not say; anything the probe found wrong with the server, then with this client.
+    finding = _pick(chain, _SERVER_CHAIN_ANY)
+    if finding is not None:
+        return _server_chain_diagnosis(first, evidence, finding)
+    if config.mode == "mtls" and _errors(evidence.local):
+        return _client_rejected(first, evidence)
+    return _with(first, evidence)
