@@ -15,11 +15,16 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from grpcpki.engine.errors import GrpcpkiError
+from grpcpki.engine.errors import GrpcpkiError, KeyMismatchError
 from grpcpki.greeter._proto import helloworld_pb2, helloworld_pb2_grpc
 from grpcpki.greeter.errors import Diagnosis, GreeterError, Mode, explain
 from grpcpki.greeter.files import TlsMaterial, TlsFiles, load
 from grpcpki.greeter.identity import PEER_IDENTITY_HEADER
+
+# How long a client waits for a certificate/key pair caught mid-replacement to settle:
+# grpcpki's renames land microseconds apart; other tools (cp of two files) take longer.
+LOAD_RETRIES = 10
+LOAD_RETRY_DELAY = 0.02
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class GreeterClient:
     def __init__(self, config: ClientConfig) -> None:
         self.config = config
         self.material: TlsMaterial | None = None
+        self._last_good: TlsMaterial | None = None
         self._channel: grpc.Channel | None = None
         self._stub: helloworld_pb2_grpc.GreeterStub | None = None
         self._used = False  # has the current channel carried a call yet?
@@ -101,6 +107,26 @@ class GreeterClient:
     def trust_description(self) -> str | None:
         ca = self.config.files.ca
         return str(ca) if ca is not None else None
+
+    def _load_settled(self, files: TlsFiles) -> TlsMaterial:
+        """Load the files, riding out a rotation caught half-way.
+
+        A renewal replaces key.pem and chain.pem by two atomic renames; a reader between them
+        sees a new key beside the old certificate. That is a moment, not a fault: retry briefly,
+        then keep the material of the previous connection (as ``serve`` does) rather than fail
+        a call. Only a client that never loaded good material reports the mismatch.
+        """
+        for _ in range(LOAD_RETRIES):
+            try:
+                return load(files, side="client")
+            except KeyMismatchError:
+                time.sleep(LOAD_RETRY_DELAY)
+        try:
+            return load(files, side="client")
+        except KeyMismatchError:
+            if self._last_good is None:
+                raise
+            return self._last_good
 
     def connect(self) -> TlsMaterial | None:
         """Load (and check) the files and open a channel; GrpcpkiError if the files are unusable."""
@@ -113,7 +139,7 @@ class GreeterClient:
             files = cfg.files if cfg.mode == "mtls" else TlsFiles(ca=cfg.files.ca)
             # check_key_pair before grpc: a mismatch would surface only as
             # 'Failed to create security handshaker' at the first call (grpc-errors.md n2).
-            self.material = load(files, side="client")
+            self.material = self._last_good = self._load_settled(files)
             if cfg.mode == "mtls" and self.material.chain_pem is None:
                 raise GreeterError(
                     "mTLS needs a client certificate and key",

@@ -60,6 +60,30 @@ def test_client_new_connection_follows_client_rotation_and_server_trust_reload(
         server.stop(0)
 
 
+def test_client_rides_out_a_pair_caught_mid_rotation(files: Files, tmp_path: Path) -> None:
+    live = copy_set(files, tmp_path, "server", "client")
+    server = GreeterServer(
+        ServerConfig(listen="127.0.0.1:0", files=TlsFiles(live.cert("server"), live.key("server"), live.ca))
+    )
+    info = server.start()
+    try:
+        client_files = TlsFiles(live.cert("client"), live.key("client"), live.ca)
+        with GreeterClient(
+            ClientConfig(target=f"localhost:{info.port}", files=client_files, new_connection=True)
+        ) as client:
+            assert client.say_hello("a", seq=1).ok
+            # A rotation caught between its two renames: new key, old certificate.
+            shutil.copy(files.key("rogue"), live.key("client"))
+            during = client.say_hello("b", seq=2)
+            assert during.ok, during.diagnosis  # the previous, matching pair is used
+            assert during.client_serial == files.serials["client"]
+        # A client that never had a good pair reports the mismatch instead.
+        with pytest.raises(KeyMismatchError):
+            GreeterClient(ClientConfig(target=f"localhost:{info.port}", files=client_files)).connect()
+    finally:
+        server.stop(0)
+
+
 def test_bad_reload_is_reported_once_and_old_material_kept(files: Files, tmp_path: Path) -> None:
     live = copy_set(files, tmp_path, "server")
     records: list[ReloadRecord] = []
