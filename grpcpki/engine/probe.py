@@ -78,6 +78,8 @@ from grpcpki.engine.doctor import Finding, Severity
 from grpcpki.engine.errors import ProbeError
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from grpcpki.engine.certs import CertInfo
 
 __all__ = ["PROBE_FINDINGS", "ProbeResult", "probe"]
@@ -363,7 +365,7 @@ def _tls_attempt(
             tls.do_handshake()
         except ssl.SSLError as exc:
             attempt.error = exc.reason or type(exc).__name__
-            attempt.alert = (attempt.trace.alerts or [None])[-1] or _alert_from_reason(exc.reason)
+            attempt.alert = (attempt.trace.alerts[-1] if attempt.trace.alerts else None) or _alert_from_reason(exc.reason)
             attempt.der_chain = list(attempt.trace.server_certs)
             attempt.chain_complete = bool(attempt.der_chain)
             return attempt
@@ -384,7 +386,7 @@ def _tls_attempt(
         except ssl.SSLError as exc:
             attempt.after = "closed"
             attempt.error = exc.reason or type(exc).__name__
-            attempt.alert = _alert_from_reason(exc.reason) or (attempt.trace.alerts or [None])[-1]
+            attempt.alert = _alert_from_reason(exc.reason) or (attempt.trace.alerts[-1] if attempt.trace.alerts else None)
         if attempt.after == "closed" and attempt.alert is None and attempt.trace.alerts:
             attempt.alert = attempt.trace.alerts[-1]
         return attempt
@@ -453,55 +455,28 @@ def probe(
     # gRPC sends no SNI for IP targets (grpc-errors.md f2/q1: "no SNI => no server line").
     sni = None if _is_ip(name) else name
     where = f"{host}:{port}"
-    base = {"host": host, "port": port, "server_name": name, "sni": sni}
+    def unreachable(finding_id: str, message: str, fix: str) -> ProbeResult:
+        finding = Finding(finding_id, Severity.ERROR, message, fix, where)
+        return ProbeResult(host, port, name, sni, tcp_connected=False, tls=False, findings=(finding,))
 
     try:
         first = _tls_attempt(host, port, sni, timeout)
     except ConnectionRefusedError:
-        return ProbeResult(
-            **base,
-            tcp_connected=False,
-            tls=False,
-            findings=(  # type: ignore[arg-type]
-                Finding(
-                    "connection-refused",
-                    Severity.ERROR,
-                    f"nothing is listening on {where} (connection refused).",
-                    "start the server, or check the host and port",
-                    where,
-                ),
-            ),
+        return unreachable(
+            "connection-refused",
+            f"nothing is listening on {where} (connection refused).",
+            "start the server, or check the host and port",
         )
     except TimeoutError:
-        return ProbeResult(
-            **base,
-            tcp_connected=False,
-            tls=False,
-            findings=(  # type: ignore[arg-type]
-                Finding(
-                    "connect-timeout",
-                    Severity.ERROR,
-                    f"{where} did not answer a TCP connection within {timeout:g} s.",
-                    "check the address and any firewall between here and there",
-                    where,
-                ),
-            ),
+        return unreachable(
+            "connect-timeout",
+            f"{where} did not answer a TCP connection within {timeout:g} s.",
+            "check the address and any firewall between here and there",
         )
     except OSError as exc:
         reason = exc.strerror or (errno.errorcode.get(exc.errno or 0) if exc.errno else None) or str(exc)
-        return ProbeResult(
-            **base,
-            tcp_connected=False,
-            tls=False,
-            findings=(  # type: ignore[arg-type]
-                Finding(
-                    "connect-failed",
-                    Severity.ERROR,
-                    f"cannot connect to {where}: {reason}.",
-                    "check the host name and the network",
-                    where,
-                ),
-            ),
+        return unreachable(
+            "connect-failed", f"cannot connect to {where}: {reason}.", "check the host name and the network"
         )
 
     findings: list[Finding] = []
@@ -595,7 +570,10 @@ def probe(
         )
 
     return ProbeResult(
-        **base,  # type: ignore[arg-type]
+        host=host,
+        port=port,
+        server_name=name,
+        sni=sni,
         tcp_connected=True,
         tls=tls_ok,
         tls_version=first.version,
@@ -726,7 +704,7 @@ def _name_text(der: bytes) -> str:
         return der.hex()
 
 
-def _decode_oid(body: bytes) -> object:
+def _decode_oid(body: bytes) -> "x509.ObjectIdentifier":
     from cryptography.x509 import ObjectIdentifier
 
     parts, value = [body[0] // 40, body[0] % 40], 0
