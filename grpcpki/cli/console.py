@@ -65,12 +65,11 @@ def relative(moment: datetime, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     delta = moment - now
     seconds = abs(delta.total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            count = int(seconds // size)
-            break
-    else:
-        unit, count = "second", int(seconds)
+    unit, size = next(
+        ((unit, size) for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)) if seconds >= size),
+        ("second", 1),
+    )
+    count = int(seconds // size)
     words = f"{count} {unit}{'' if count == 1 else 's'}"
     return f"in {words}" if delta.total_seconds() >= 0 else f"{words} ago"
 

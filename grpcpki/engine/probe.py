@@ -704,7 +704,7 @@ def _name_text(der: bytes) -> str:
         return der.hex()
 
 
-def _decode_oid(body: bytes) -> "x509.ObjectIdentifier":
+def _decode_oid(body: bytes) -> x509.ObjectIdentifier:
     from cryptography.x509 import ObjectIdentifier
 
     parts, value = [body[0] // 40, body[0] % 40], 0
