@@ -469,27 +469,14 @@ class CA:
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=profile.digital_signature,
-                    content_commitment=False,
-                    key_encipherment=profile.key_encipherment_for_rsa and isinstance(key, rsa.RSAPrivateKey),
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,  # RFC 5280 4.2.1.3: SHOULD be critical
-            )
+            .add_extension(_key_usage(profile, key), critical=True)  # RFC 5280 4.2.1.3: SHOULD be critical
             .add_extension(
                 x509.ExtendedKeyUsage(profiles.leaf_eku_oids(role, also_client=also_client, also_server=also_server)),
                 critical=False,  # critical EKU breaks some Java and Windows verifiers
             )
             .add_extension(x509.SubjectAlternativeName([_general_name(s) for s in final_sans]), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .add_extension(_aki(self._cert), critical=False)
+            .add_extension(authority_key_identifier(self._cert), critical=False)
         )
         cert = builder.sign(self._key, signature_hash(self._key))  # type: ignore[arg-type]
         cert_pem = cert.public_bytes(serialization.Encoding.PEM)
@@ -553,7 +540,23 @@ def _general_name(san: San) -> x509.GeneralName:
     return x509.UniformResourceIdentifier(san.value)
 
 
-def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+def _key_usage(profile: profiles.Profile, key: PrivateKey) -> x509.KeyUsage:
+    """The keyUsage extension a profile (engine/profiles.py) calls for, for this key."""
+    return x509.KeyUsage(
+        digital_signature=profile.digital_signature,
+        content_commitment=False,
+        key_encipherment=profile.key_encipherment_for_rsa and isinstance(key, rsa.RSAPrivateKey),
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=profile.key_cert_sign,
+        crl_sign=profile.crl_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def authority_key_identifier(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """AKI pointing at ``issuer``: its SKI when it has one (RFC 5280 4.2.1.1), else derived from its key."""
     try:
         ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
@@ -583,25 +586,12 @@ def _build_ca_cert(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_len), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=profiles.ROOT.digital_signature,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=profiles.ROOT.key_cert_sign,  # sign certificates
-                crl_sign=profiles.ROOT.crl_sign,  # sign CRLs
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(_key_usage(profiles.ROOT, subject_key), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
     )
     # A self-signed root's AKI equals its SKI; including it keeps OpenSSL's chain builder happy.
     builder = builder.add_extension(
-        _aki(issuer_cert)
+        authority_key_identifier(issuer_cert)
         if issuer_cert is not None
         else x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key),  # type: ignore[arg-type]
         critical=False,

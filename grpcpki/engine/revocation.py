@@ -22,7 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from grpcpki.engine import profiles
-from grpcpki.engine.certs import CA, info_from_certificate, load_certificates
+from grpcpki.engine.certs import CA, authority_key_identifier, info_from_certificate, load_certificates
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PemError
 from grpcpki.engine.inventory import Record
 from grpcpki.engine.keys import load_private_key, signature_hash
@@ -250,7 +250,7 @@ def _sign_crl(
         .add_extension(x509.CRLNumber(number), critical=False)
         # RFC 5280 5.2.1: MUST include the AKI, so verifiers can match the CRL to the right
         # key when two CA generations share a name.
-        .add_extension(_aki(ca.certificate), critical=False)
+        .add_extension(authority_key_identifier(ca.certificate), critical=False)
     )
     for record in revoked:
         entry = x509.RevokedCertificateBuilder().serial_number(int(record.serial, 16)).revocation_date(
@@ -263,14 +263,6 @@ def _sign_crl(
         builder = builder.add_revoked_certificate(entry.build())
     crl = builder.sign(key, signature_hash(key))  # type: ignore[arg-type]
     return crl.public_bytes(serialization.Encoding.PEM)
-
-
-def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
-    try:
-        ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-        return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
-    except x509.ExtensionNotFound:
-        return x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.public_key())  # type: ignore[arg-type]
 
 
 def _fingerprint(path: Path) -> str:
