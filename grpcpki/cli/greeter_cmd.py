@@ -23,10 +23,11 @@ from rich.markup import escape
 
 from grpcpki.cli.console import err, info, out, render_error, success, warning
 from grpcpki.cli.context import App, pass_app, pki_options
-from grpcpki.engine.errors import GrpcpkiError
+from grpcpki.engine.errors import GrpcpkiError, NotFoundError
 
 if TYPE_CHECKING:
     from grpcpki.engine import CertInfo
+    from grpcpki.engine.pki import Pki
     from grpcpki.greeter.client import CallResult, ClientConfig
     from grpcpki.greeter.errors import Diagnosis
     from grpcpki.greeter.files import TlsFiles, TlsMaterial
@@ -67,9 +68,29 @@ def _resolve_files(
     if (cert is None) != (key is None):
         raise click.UsageError("--cert and --key go together (the certificate and its private key)")
     if name:
-        material = app.pki().material(name)
+        pki = app.pki()
+        try:
+            material = pki.material(name)
+        except NotFoundError:
+            _raise_if_revoked(pki, name)
+            raise
         return TlsFiles(chain=material.chain_path, key=material.key_path, ca=material.trust_path)
     return TlsFiles(chain=cert, key=key, ca=ca)
+
+
+def _raise_if_revoked(pki: Pki, name: str) -> None:
+    """--name NAME whose only certificate was revoked: say so, rather than 'no active certificate'."""
+    from grpcpki.greeter.errors import issue_command
+
+    revoked = pki.inventory.query(kinds=("server", "client"), statuses=("revoked",), name=name)
+    if not revoked:
+        return
+    record = revoked[-1]
+    when = f" on {record.revoked_at:%Y-%m-%d %H:%M}Z" if record.revoked_at else ""
+    raise NotFoundError(
+        f"{name!r} has no active certificate: its last one (serial {record.serial}) was revoked{when}",
+        f"a revoked certificate cannot be renewed; issue a new one: `{issue_command(record.kind, name, record.sans)}`",
+    )
 
 
 def _check_leaf(leaf: CertInfo | None, *, usage: str, side: str) -> None:
@@ -111,6 +132,12 @@ def _clock() -> str:
 @click.option("--key", type=_FILE, help="Private key of --cert.")
 @click.option("--ca", type=_FILE, help="Trust bundle for client certificates (required for mTLS with --cert).")
 @click.option(
+    "--crl",
+    type=_FILE,
+    help="Refuse client certificates listed in this CRL (PEM, as `grpcpki revoke` writes), checked per call "
+    "[default with --name: PKI/crl.pem].",
+)
+@click.option(
     "--listen",
     "-l",
     default="127.0.0.1:50051",
@@ -151,6 +178,7 @@ def serve(
     cert: Path | None,
     key: Path | None,
     ca: Path | None,
+    crl: Path | None,
     listen: str,
     tls_only: bool,
     plaintext: bool,
@@ -165,6 +193,9 @@ def serve(
     SAN, else CN) is logged to stderr; with --allow, other identities get PERMISSION_DENIED.
     Certificate, key and CA files are re-read when they change, so rotation needs no restart
     (a new pair that does not match is not loaded: the old one stays, and the log says why).
+    In mTLS, each call's client certificate is checked against the CRL (the PKI's crl.pem with
+    --name, or --crl FILE): after `grpcpki revoke`, the next call of a revoked client gets
+    UNAUTHENTICATED, without a restart.
     grpc's own "Handshake failed" lines on stderr are the only place that tells why a client
     was refused during the handshake.
 
@@ -173,6 +204,7 @@ def serve(
       grpcpki serve --name localhost
       grpcpki serve --name localhost --allow spiffe://example.org/web --allow '*.internal'
       grpcpki serve --cert server.crt --key server.key --ca ca.crt --listen 0.0.0.0:8443
+      grpcpki serve --cert server.crt --key server.key --ca ca.crt --crl crl.pem
       grpcpki serve --name localhost --tls            # clients need no certificate
       grpcpki serve --listen 127.0.0.1:0 --name localhost --json   # prints the port picked
     """
@@ -181,7 +213,14 @@ def serve(
     mode = "plaintext" if plaintext else "tls" if tls_only else "mtls"
     if allow and mode != "mtls":
         raise click.UsageError(f"--allow needs client certificates, which --{mode} does not ask for; drop one")
+    if crl is not None and mode != "mtls":
+        raise click.UsageError(f"--crl checks client certificates, which --{mode} does not ask for; drop one")
     files = _resolve_files(app, name=name, cert=cert, key=key, ca=ca, plaintext=plaintext)
+    # With --name the PKI's crl.pem is checked even before it exists (the first `grpcpki revoke`
+    # creates it); an explicit --crl must exist.
+    crl_file = crl
+    if crl_file is None and name and mode == "mtls":
+        crl_file = app.pki().path / "crl.pem"
     if mode == "mtls" and files.ca is None:
         raise click.UsageError("mTLS needs --ca (the CA that issued client certificates), or --tls to not ask for one")
     if mode != "plaintext" and files.chain is None:
@@ -197,6 +236,20 @@ def serve(
         who, called = escape(record.identity.display), escape(f"SayHello({record.name!r})")
         if record.code == "OK":
             err().print(f"{_clock()} [green]OK[/] {called} from [bold]{who}[/] ({record.peer})", highlight=False)
+        elif record.revoked is not None:
+            r = record.revoked
+            # grpcpki names a certificate by its CN; a foreign one may have none.
+            cn = record.identity.common_name
+            command = f"grpcpki issue client {escape(cn) if cn else 'NAME'}"
+            err().print(
+                f"{_clock()} [red]{record.code}[/] {called} from [bold]{who}[/] ({record.peer}): refused a revoked "
+                f"client certificate, serial {r.serial_hex} is listed in {escape(str(r.crl))} (updated "
+                f"{r.updated_words}) — the client needs a new certificate (`{command}`)",
+                highlight=False,
+            )
+        elif record.code != "PERMISSION_DENIED":
+            err().print(f"{_clock()} [red]{record.code}[/] {called} from [bold]{who}[/] ({record.peer}): refused, "
+                        f"{escape(record.message)}", highlight=False)
         else:
             allowed = escape(", ".join(allow))
             err().print(
@@ -212,7 +265,14 @@ def serve(
             warning(f"{_clock()} {record.message}")
 
     config = ServerConfig(
-        listen=listen, mode=mode, files=files, allow=AllowList.of(allow), grace=grace, delay=delay  # type: ignore[arg-type]
+        listen=listen,
+        mode=mode,  # type: ignore[arg-type]
+        files=files,
+        allow=AllowList.of(allow),
+        grace=grace,
+        delay=delay,
+        crl=crl_file,
+        crl_must_exist=crl is not None,
     )
     server = GreeterServer(config, on_call=on_call, on_reload=on_reload)
     started = server.start()
@@ -241,6 +301,8 @@ def serve(
                 "trusted_cas": [_cert_summary(t) for t in material.trusted] if material else [],
                 "certificate": _cert_summary(material.leaf) if material and material.leaf else None,
                 "allow": list(config.allow.patterns),
+                "crl": str(crl_file) if server.revocation is not None else None,
+                "revoked_serials": server.revocation.revoked_count if server.revocation is not None else None,
                 "pid": os.getpid(),
             }
         )
@@ -250,6 +312,10 @@ def serve(
     if mode == "mtls" and material is not None:
         line += f"; trusting clients from {describe_trust(material)}"
         line += f"; allowing {', '.join(allow)}" if allow else "; allowing any client certificate it issued"
+    if server.revocation is not None:
+        count = server.revocation.revoked_count
+        state = f"{count} revoked" if server.revocation.path.is_file() else "not written yet"
+        line += f"; refusing revoked client certificates listed in {crl_file} ({state})"
     success(line)
     info("Ctrl-C or SIGTERM to stop")
 

@@ -190,10 +190,12 @@ def revoke(app: App, target: str, reason: str, as_json: bool) -> None:
     """Revoke a certificate and rewrite PKI/crl.pem, signed by its issuing CA.
 
     TARGET is the name of an active certificate or a serial number (hex, colons allowed).
-    Its files move to archive/NAME/SERIAL/. Peers only notice once they reload crl.pem:
-    OpenSSL-based peers take it with -CRLfile, Python servers check serials per call with
-    grpcpki.engine.revoked_serials, Go and Java through their own CRL settings (see
-    docs/rotation.md).
+    Its files move to archive/NAME/SERIAL/. `grpcpki serve` enforces it at once: it checks
+    each call's client certificate against crl.pem and refuses a revoked one with
+    UNAUTHENTICATED on its next call, without a restart. Other peers notice once they reload
+    crl.pem: OpenSSL-based ones take it with -CRLfile, Python servers check serials per call
+    with grpcpki.engine.revoked_serials, Go and Java through their own CRL settings (see
+    docs/rotation.md). A revoked certificate cannot be renewed: issue a new one.
 
     \b
     Examples:

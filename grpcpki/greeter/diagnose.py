@@ -25,7 +25,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from grpcpki.greeter.errors import Diagnosis, explain, is_ip, split_target, tail
+from grpcpki.greeter.errors import (
+    Diagnosis,
+    explain,
+    is_ip,
+    issue_command,
+    split_target,
+    tail,
+)
 
 if TYPE_CHECKING:
     from grpcpki.engine.doctor import Finding
@@ -36,7 +43,9 @@ __all__ = ["Evidence", "combine", "diagnose_failure", "failure_key", "gather"]
 
 # Readings that need no live look: the handshake worked (the server answered), or the call
 # never left this process, or the server is just slow.
-_HANDSHAKE_WORKED = frozenset({"permission-denied", "unimplemented", "unauthenticated", "deadline-exceeded"})
+_HANDSHAKE_WORKED = frozenset(
+    {"permission-denied", "unimplemented", "unauthenticated", "client-cert-revoked", "deadline-exceeded"}
+)
 _LOCAL_ONLY = frozenset({"local-credentials-unusable"})
 # The probe must not take longer than the user's own deadline; a loopback handshake takes ms.
 _PROBE_TIMEOUT = 3.0
@@ -177,9 +186,35 @@ def diagnose_failure(
         timeout=config.timeout,
     )
     if result.ok or first.kind in _HANDSHAKE_WORKED or result.code == "NOT_SENT":
-        return _permission(first, result) if first.kind == "permission-denied" else first
+        if first.kind == "permission-denied":
+            return _permission(first, result)
+        if first.kind == "client-cert-revoked":
+            return _revoked(first, config)
+        return first
     evidence = gather(config, probe=first.kind not in _LOCAL_ONLY, known_cas=known_cas, now=now)
     return combine(first, evidence, config)
+
+
+def _revoked(first: Diagnosis, config: ClientConfig) -> Diagnosis:
+    """Name the `grpcpki issue client` command that replaces the revoked certificate, from the
+    certificate itself (its CN is the PKI name; its SANs the flags to give again)."""
+    from grpcpki.engine import cert_info
+    from grpcpki.engine.errors import GrpcpkiError
+
+    chain = config.files.chain
+    try:
+        leaf = cert_info(chain.read_bytes()) if chain is not None else None
+    except (OSError, GrpcpkiError):
+        leaf = None
+    if leaf is None or not leaf.common_name:
+        return first
+    name = leaf.common_name
+    command = issue_command("client", name, [str(san) for san in leaf.sans])
+    return dataclasses.replace(
+        first,
+        fix=f"a revoked certificate stays revoked and cannot be renewed: issue {name} a new one "
+        f"(`{command}`) and use it (`grpcpki greet --name {name}`)",
+    )
 
 
 def _permission(first: Diagnosis, result: CallResult) -> Diagnosis:

@@ -60,6 +60,13 @@ class Diagnosis:
 
 _PREFIX = "failed to connect to all addresses; last error: "
 _VERIFY_RE = re.compile(r"CERTIFICATE_VERIFY_FAILED: ([^:]+)")
+# `grpcpki serve`'s refusal of a revoked client (grpcpki.greeter.crl.Revoked.message).
+_REVOKED_RE = re.compile(r"serial ([0-9a-fA-F:]+)\b.*?\bis revoked", re.DOTALL)
+_UPDATED_RE = re.compile(r"\((\S+ updated [^)]*)\)")
+_REVOKED_FIX = (
+    "a revoked certificate stays revoked and cannot be renewed: issue the client a new one "
+    "(`grpcpki issue client NAME` with the same --spiffe-id/--dns as before) and use it"
+)
 _DOCTOR = "run `grpcpki doctor` on the server's files, or `grpcpki probe HOST:PORT` for a live look"
 
 # BoringSSL X509 verify reasons seen in CERTIFICATE_VERIFY_FAILED (grpc-errors.md rows d, g, h, j,
@@ -105,6 +112,23 @@ _SERVER_CHAIN_REASONS: dict[str, tuple[str, str, str]] = {
         "rebuild the chain with a real intermediate CA (`grpcpki ca` commands) and reissue the server certificate",
     ),
 }
+
+
+def issue_command(kind: str, name: str, sans: Sequence[str]) -> str:
+    """The `grpcpki issue KIND NAME ...` that makes a certificate with these SANs again
+    (``sans`` as ``"URI:spiffe://..."``, ``"DNS:..."``, ``"IP:..."``): for a revoked one, which
+    `grpcpki renew` cannot reissue."""
+    flags: list[str] = []
+    for san in sans:
+        kind_, _, value = san.partition(":")
+        kind_ = kind_.upper()
+        if kind_ == "URI":
+            flags.append(f"--spiffe-id {value}" if value.startswith("spiffe://") else f"--uri {value}")
+        elif kind_ == "DNS" and value.lower() != name.lower():  # NAME itself becomes a DNS SAN
+            flags.append(f"--dns {value}")
+        elif kind_ == "IP" and not (name == "localhost" and value in ("127.0.0.1", "::1")):  # added for localhost
+            flags.append(f"--ip {value}")
+    return " ".join(["grpcpki issue", kind, name, *flags])
 
 
 def tail(details: str) -> str:
@@ -192,6 +216,20 @@ def explain(
     # grpc's per-call check with UNAUTHENTICATED "call host does not match SSL server name"
     # (measured on grpcio 1.85.3: CN=localhost, SAN IP:127.0.0.1 only, dial localhost).
     call_host = "call host does not match ssl server name" in low
+    if code == "UNAUTHENTICATED" and " is revoked" in low:
+        # The handshake worked; `grpcpki serve` found the client's serial in its CRL (per call,
+        # as grpcio cannot check a CRL in the handshake). Servers that check the CRL in the
+        # handshake instead (Go, Envoy) read as 'Socket closed' or 'tls: revoked certificate'.
+        match = _REVOKED_RE.search(text)
+        serial = f" (serial {match.group(1)})" if match else ""
+        updated = _UPDATED_RE.search(text)
+        crl = f"the server's CRL ({updated.group(1)})" if updated else "the server's CRL"
+        return make(
+            "client-cert-revoked",
+            f"the server says this client's certificate{serial} is revoked: it is listed in {crl}, so every "
+            "call made with this certificate is refused",
+            _REVOKED_FIX,
+        )
     if code == "UNAUTHENTICATED" and "hostname verification" not in low and not call_host:
         return make("unauthenticated", f"the server refused the call as unauthenticated: {text}", _DOCTOR)
 
@@ -303,4 +341,6 @@ def explain(
     )
 
 
-__all__ = ["Diagnosis", "GreeterError", "MODE_WORDS", "Mode", "explain", "is_ip", "split_target", "tail"]
+__all__ = [
+    "Diagnosis", "GreeterError", "MODE_WORDS", "Mode", "explain", "is_ip", "issue_command", "split_target", "tail",
+]

@@ -8,7 +8,9 @@
     server.stop()                  # in-flight calls get ``grace`` seconds to finish
 
 Certificates come from files and are re-read when the files change (see
-:class:`CertificateReloader`), so rotating them needs no restart.
+:class:`CertificateReloader`), so rotating them needs no restart. With ``ServerConfig.crl``,
+every call's client certificate is checked against that CRL file (see
+:mod:`grpcpki.greeter.crl`), so revoking one needs no restart either.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import urllib.parse
 from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
 from grpcpki.engine import CertInfo
 from grpcpki.engine.errors import GrpcpkiError
 from grpcpki.greeter._proto import helloworld_pb2, helloworld_pb2_grpc
+from grpcpki.greeter.crl import RevocationCheck, Revoked
 from grpcpki.greeter.errors import GreeterError, Mode, split_target
 from grpcpki.greeter.files import TlsMaterial, Stamp, TlsFiles, load, stamp
 from grpcpki.greeter.identity import PEER_IDENTITY_HEADER, AllowList, PeerIdentity, peer_identity
@@ -45,6 +49,10 @@ class ServerConfig:
     grace: float = 5.0
     delay: float = 0.0
     max_workers: int = 8
+    # CRL file to check each call's client certificate against (mTLS only); None: no check.
+    crl: Path | None = None
+    # An explicit --crl must exist at start; the PKI's crl.pem appears with the first revoke.
+    crl_must_exist: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,7 @@ class CallRecord:
     name: str
     code: str
     message: str
+    revoked: Revoked | None = None  # set when refused because the certificate is in the CRL
 
 
 @dataclass(frozen=True)
@@ -184,7 +193,7 @@ class CertificateReloader:
 
 
 class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
-    """SayHello -> "Hello NAME", after checking the caller against the allow list."""
+    """SayHello -> "Hello NAME", after checking the caller against the CRL and the allow list."""
 
     def __init__(
         self,
@@ -192,16 +201,22 @@ class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
         *,
         delay: float = 0.0,
         on_call: Callable[[CallRecord], None] | None = None,
+        revocation: RevocationCheck | None = None,
     ) -> None:
         self._allow = allow or AllowList()
         self._delay = delay
         self._on_call = on_call
+        self._revocation = revocation
 
     def SayHello(  # noqa: N802 - name fixed by helloworld.proto
         self, request: helloworld_pb2.HelloRequest, context: grpc.ServicerContext
     ) -> helloworld_pb2.HelloReply:
-        identity = peer_identity(context.auth_context())
+        auth = context.auth_context()
+        identity = peer_identity(auth)
         context.send_initial_metadata(((PEER_IDENTITY_HEADER, _ascii_header(identity.display)),))
+        if self._revocation is not None:
+            # Before the allow list: a revoked certificate proves no identity at all.
+            self._check_revocation(auth, identity, request.name, context)
         if not self._allow.permits(identity):
             message = f"identity {identity.display} is not allowed to call this server"
             self._record(context, identity, request.name, "PERMISSION_DENIED", message)
@@ -212,10 +227,37 @@ class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
         self._record(context, identity, request.name, "OK", reply)
         return helloworld_pb2.HelloReply(message=reply)
 
-    def _record(
-        self, context: grpc.ServicerContext, identity: PeerIdentity, name: str, code: str, message: str
+    def _check_revocation(
+        self, auth: dict[str, list[bytes]], identity: PeerIdentity, name: str, context: grpc.ServicerContext
     ) -> None:
-        record = CallRecord(peer=context.peer(), identity=identity, name=name, code=code, message=message)
+        assert self._revocation is not None
+        try:
+            revoked = self._revocation.check_auth_context(auth)
+        except GrpcpkiError as exc:
+            # grpc verified this certificate but it cannot be parsed here: its revocation status
+            # is unknown, and a deny-list check that cannot run refuses (fails closed).
+            message = (
+                f"cannot read the client certificate ({identity.display}) to check it for revocation: {exc.message}"
+            )
+            self._record(context, identity, name, "UNAUTHENTICATED", message)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+        if revoked is not None:
+            message = revoked.message(identity.display)
+            self._record(context, identity, name, "UNAUTHENTICATED", message, revoked)
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    def _record(
+        self,
+        context: grpc.ServicerContext,
+        identity: PeerIdentity,
+        name: str,
+        code: str,
+        message: str,
+        revoked: Revoked | None = None,
+    ) -> None:
+        record = CallRecord(
+            peer=context.peer(), identity=identity, name=name, code=code, message=message, revoked=revoked
+        )
         if self._on_call is not None:
             self._on_call(record)
         else:
@@ -276,6 +318,7 @@ class GreeterServer:
         self._on_call = on_call
         self._on_reload = on_reload
         self.reloader: CertificateReloader | None = None
+        self.revocation: RevocationCheck | None = None
         self._server: grpc.Server | None = None
         self.info: ListenInfo | None = None
 
@@ -291,6 +334,10 @@ class GreeterServer:
                 cfg.files, require_client_cert=cfg.mode == "mtls", on_reload=self._on_reload
             )
             credentials = self.reloader.credentials()
+        if cfg.mode == "mtls" and cfg.crl is not None:
+            # A damaged CRL is refused here (GreeterError, before binding); later damage keeps
+            # the last good CRL in force (RevocationCheck explains why).
+            self.revocation = RevocationCheck(cfg.crl, must_exist=cfg.crl_must_exist, on_event=self._crl_event)
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="greeter"),
             # grpc sets SO_REUSEPORT by default on Linux, so a second server on a busy port
@@ -298,7 +345,7 @@ class GreeterServer:
             options=[("grpc.so_reuseport", 0)],
         )
         helloworld_pb2_grpc.add_GreeterServicer_to_server(
-            GreeterServicer(cfg.allow, delay=cfg.delay, on_call=self._on_call), server
+            GreeterServicer(cfg.allow, delay=cfg.delay, on_call=self._on_call, revocation=self.revocation), server
         )
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
@@ -316,6 +363,12 @@ class GreeterServer:
             host=host, port=bound, mode=cfg.mode, material=self.reloader.current if self.reloader else None
         )
         return self.info
+
+    def _crl_event(self, loaded: bool, message: str) -> None:
+        if self._on_reload is not None:
+            self._on_reload(ReloadRecord(loaded, message))
+        else:
+            log.log(logging.INFO if loaded else logging.WARNING, message)
 
     def stop(self, grace: float | None = None) -> None:
         """Stop accepting calls; let in-flight calls finish for ``grace`` seconds; block until done."""
