@@ -276,7 +276,12 @@ def explain(
             f"the server certificate with the SAN (`grpcpki issue server {checked}`)",
         )
 
-    if "socket closed" in low or "connection reset by peer" in low:
+    # A server that rejects the client after the TLS 1.3 handshake sends an alert (OpenSSL-based
+    # servers such as grpc-js and Go send certificate_required / bad_certificate) and grpc core
+    # reports the undecryptable record as 'Unwrap failed (TSI_DATA_CORRUPTED)'; BoringSSL-based
+    # grpc servers just close, which reads 'Socket closed' (grpc-errors.md rule 4). Same meaning.
+    server_hung_up = "socket closed" in low or "connection reset by peer" in low
+    if server_hung_up or ("unwrap failed" in low and "tsi_data_corrupted" in low):
         if mode == "plaintext":
             return make(
                 "client-plaintext-server-tls",
