@@ -593,7 +593,7 @@ def _build_ca_cert(
     builder = builder.add_extension(
         authority_key_identifier(issuer_cert)
         if issuer_cert is not None
-        else x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key),  # type: ignore[arg-type]
+        else x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key),
         critical=False,
     )
     if constraints is not None and not constraints.empty:

@@ -124,4 +124,4 @@ def load_private_key(pem: bytes, passphrase: bytes | None = None, *, source: str
 
 def public_key_bytes(key: PrivateKey | PublicKey) -> bytes:
     public = key.public_key() if hasattr(key, "public_key") else key
-    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)  # type: ignore[union-attr]
+    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)

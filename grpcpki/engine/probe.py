@@ -355,7 +355,7 @@ def _tls_attempt(
         except (ssl.SSLError, OSError) as exc:
             raise _MaterialError(getattr(exc, "reason", None) or exc.strerror or str(exc)) from exc
     if hasattr(context, "_msg_callback"):
-        context._msg_callback = attempt.trace.callback  # type: ignore[attr-defined]
+        context._msg_callback = attempt.trace.callback
         attempt.trace.supported = True
     raw = _connect(host, port, timeout)
     tls = context.wrap_socket(raw, server_hostname=sni, do_handshake_on_connect=False)

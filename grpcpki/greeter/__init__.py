@@ -51,7 +51,29 @@ _EXPORTS: dict[str, str] = {
     "ServerConfig": "server",
 }
 
-__all__ = sorted(_EXPORTS)
+# A literal list, so linters and type checkers see the re-exports.
+__all__ = [
+    "AllowList",
+    "CallRecord",
+    "CallResult",
+    "CertificateReloader",
+    "ClientConfig",
+    "Diagnosis",
+    "GreeterClient",
+    "GreeterError",
+    "GreeterServer",
+    "GreeterServicer",
+    "ListenInfo",
+    "Mode",
+    "PeerIdentity",
+    "ReloadRecord",
+    "ServerConfig",
+    "TlsFiles",
+    "TlsMaterial",
+    "diagnose_failure",
+    "explain",
+    "peer_identity",
+]
 
 
 def __getattr__(name: str) -> Any:

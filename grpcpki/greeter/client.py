@@ -199,8 +199,8 @@ class GreeterClient:
             )
         except grpc.RpcError as exc:
             latency = (time.perf_counter() - start) * 1000
-            code = exc.code().name if exc.code() is not None else "UNKNOWN"  # type: ignore[attr-defined]
-            details = exc.details() or ""  # type: ignore[attr-defined]
+            code = exc.code().name if exc.code() is not None else "UNKNOWN"
+            details = exc.details() or ""
             return CallResult(
                 seq=seq,
                 ok=False,
@@ -208,7 +208,7 @@ class GreeterClient:
                 latency_ms=latency,
                 identity=_identity_header(exc),
                 details=details,
-                debug_error=exc.debug_error_string(),  # type: ignore[attr-defined]
+                debug_error=exc.debug_error_string(),
                 diagnosis=explain(
                     code,
                     details,

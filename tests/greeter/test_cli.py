@@ -38,7 +38,7 @@ def test_mtls_success_shows_reply_and_identities(mtls_server: Served, files: Fil
     err = one_line(result.stderr)
     assert "as spiffe://example.org/web" in err  # who we are (from our certificate)
     assert "the server saw you as spiffe://example.org/web" in err  # who the server says we are
-    assert f"OK SayHello('Alice') from spiffe://example.org/web" in mtls_server.stderr()
+    assert "OK SayHello('Alice') from spiffe://example.org/web" in mtls_server.stderr()
 
 
 def test_announcement_names_mode_address_and_trusted_ca(mtls_server: Served, files: Files) -> None:
