@@ -220,3 +220,18 @@ def test_console_script_matches_python_m(tmp_path: Path) -> None:
         pytest.skip("console script not installed next to this interpreter")
     result = subprocess.run([str(script), "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout == run_grpcpki("--version").stdout
+
+
+def test_a_ca_that_cannot_sign(cli: Cli, pki: Path) -> None:
+    # Someone copied a leaf certificate and key over the CA's files.
+    assert cli("issue", "server", "localhost").code == 0
+    (pki / "ca/g1/root.crt").write_bytes((pki / "certs/localhost/cert.pem").read_bytes())
+    (pki / "ca/g1/root.key").write_bytes((pki / "certs/localhost/key.pem").read_bytes())
+    before = tree(pki)
+    assert_clean_error(cli("issue", "client", "web.example"), "is not a CA certificate", "grpcpki init-ca")
+    assert tree(pki) == before
+
+
+def test_a_ca_key_that_is_not_a_key(cli: Cli, pki: Path) -> None:
+    (pki / "ca/g1/root.key").write_text("not a key\n")
+    assert_clean_error(cli("issue", "server", "localhost"), "CA key is not a PEM file")
