@@ -20,6 +20,7 @@ from rich.table import Table
 
 from grpcpki.cli import console
 from grpcpki.cli.context import PASSPHRASE_ENV, App, pass_app, pki_options
+from grpcpki.cli.params import HOST_PORT
 from grpcpki.engine.errors import GrpcpkiError
 
 if TYPE_CHECKING:
@@ -228,7 +229,7 @@ def _render_checked(items: Sequence[Checked]) -> None:
 
 
 @click.command("probe")
-@click.argument("target", metavar="HOST:PORT")
+@click.argument("target", metavar="HOST:PORT", type=HOST_PORT)
 @click.option("--ca", type=_FILE, help="Trust bundle to verify the server with [default: the PKI's ca.crt].")
 @click.option("--name", "-n", metavar="CLIENT", help="Also try a mutual handshake with this client certificate from the PKI.")
 @click.option("--cert", type=_FILE, help="Client certificate chain for a mutual handshake.")
@@ -281,8 +282,6 @@ def probe(
     from grpcpki.greeter.errors import split_target
 
     host, port_text = split_target(target)
-    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise click.BadParameter(f"{target!r} is not HOST:PORT (e.g. localhost:50051)", param_hint="'HOST:PORT'")
     if name and (cert or key):
         raise click.UsageError(f"--name {name} already gives the client certificate; drop --cert/--key")
     if (cert is None) != (key is None):

@@ -23,6 +23,7 @@ from rich.markup import escape
 
 from grpcpki.cli.console import err, info, out, render_error, success, warning
 from grpcpki.cli.context import App, pass_app, pki_options
+from grpcpki.cli.params import HOST_PORT, LISTEN_ADDRESS
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ def _clock() -> str:
     "-l",
     default="127.0.0.1:50051",
     show_default=True,
-    metavar="HOST:PORT",
+    type=LISTEN_ADDRESS,
     help="Address to listen on; port 0 picks a free port (printed at start).",
 )
 @click.option("--tls", "tls_only", is_flag=True, help="Server-side TLS only: do not ask clients for a certificate.")
@@ -366,7 +367,7 @@ def _handshake_log_rewriter(server: GreeterServer) -> StderrRewriter | None:
     "target",
     default="localhost:50051",
     show_default=True,
-    metavar="HOST:PORT",
+    type=HOST_PORT,
     help="Server to dial; HOST is the name checked against the server certificate's SANs.",
 )
 @click.option(

@@ -15,7 +15,13 @@ if TYPE_CHECKING:
 
 @click.group("ca")
 def ca_group() -> None:
-    """Manage the certificate authority (create it with `grpcpki init-ca`)."""
+    """Manage the certificate authority (create it with `grpcpki init-ca`).
+
+    \b
+    Examples:
+      grpcpki ca rotate begin --cross-sign
+      grpcpki ca rotate status
+    """
 
 
 @ca_group.group("rotate")
@@ -28,8 +34,13 @@ def rotate() -> None:
       grpcpki renew --all         reissue every certificate from the new CA
       (make every peer reload its certificate)
       grpcpki ca rotate finish    drop the old CA from ca.crt
+
     Each step can be rerun after a crash or an error; it continues where it stopped.
     See docs/rotation.md for how long to keep the overlap.
+
+    \b
+    Example:
+      grpcpki ca rotate begin && grpcpki renew --all && grpcpki ca rotate status
     """
 
 
@@ -47,6 +58,12 @@ def begin(app: App, intermediate_only: bool, cross_sign: bool, as_json: bool) ->
 
     From here on new certificates come from the new CA. Rerunning while a rotation is in
     progress does nothing (and says so); after an interruption it completes the first run.
+
+    \b
+    Examples:
+      grpcpki ca rotate begin
+      grpcpki ca rotate begin --cross-sign          # for peers that only reload slowly
+      grpcpki ca rotate begin --intermediate-only   # new issuing CA, same root
     """
     if intermediate_only and cross_sign:
         raise click.UsageError("--cross-sign cannot be combined with --intermediate-only: the root does not change")
@@ -79,7 +96,13 @@ def begin(app: App, intermediate_only: bool, cross_sign: bool, as_json: bool) ->
 @pki_options
 @pass_app
 def status(app: App, as_json: bool) -> None:
-    """Show the rotation phase, leaves still on the old CA, and whether finishing is safe."""
+    """Show the rotation phase, leaves still on the old CA, and whether finishing is safe.
+
+    \b
+    Examples:
+      grpcpki ca rotate status
+      grpcpki ca rotate status --json | jq .safe_to_finish
+    """
     from grpcpki.engine.rotation import rotation_status
 
     result = rotation_status(app.pki())
@@ -119,6 +142,11 @@ def finish(app: App, force: bool, as_json: bool) -> None:
     Refuses while active certificates still chain to the old CA (renew them with `grpcpki
     renew --all`). Run it only once every peer has reloaded ca.crt and its renewed
     certificate: a peer still presenting an old-CA certificate is rejected from then on.
+
+    \b
+    Examples:
+      grpcpki ca rotate finish
+      grpcpki ca rotate finish --force   # strand what still chains to the old CA
     """
     from grpcpki.engine.rotation import finish_rotation
 
