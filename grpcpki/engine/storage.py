@@ -27,8 +27,8 @@ def ensure_dir(path: Path, mode: int = PRIVATE_DIR_MODE) -> None:
         raise GrpcpkiError(f"cannot create directory {path}: {exc.strerror}", "check the path and its permissions") from None
 
 
-def atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+def _stage(path: Path, data: bytes, mode: int) -> Path:
+    """Write ``data`` to a synced temp file beside ``path`` (same filesystem, so a rename is atomic)."""
     ensure_dir(path.parent, PRIVATE_DIR_MODE if mode == PRIVATE_FILE_MODE else 0o755)
     try:
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -41,13 +41,24 @@ def atomic_write(path: Path, data: bytes, mode: int) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         if isinstance(exc, OSError):
             raise GrpcpkiError(f"cannot write {path}: {exc.strerror}", "check permissions and free space") from None
         raise
+    return Path(tmp_name)
+
+
+def atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+    tmp = _stage(path, data, mode)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise GrpcpkiError(f"cannot write {path}: {exc.strerror}", "check permissions and free space") from None
     _fsync_dir(path.parent)
 
 
@@ -84,19 +95,7 @@ class FileTransaction:
         self._staged: list[tuple[Path, Path]] = []
 
     def write(self, path: Path, data: bytes, mode: int) -> None:
-        ensure_dir(path.parent, PRIVATE_DIR_MODE if mode == PRIVATE_FILE_MODE else 0o755)
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            os.fchmod(fd, mode)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise
-        self._staged.append((Path(tmp_name), path))
+        self._staged.append((_stage(path, data, mode), path))
 
     def commit(self) -> None:
         done: list[tuple[Path, Path | None]] = []
