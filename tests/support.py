@@ -30,10 +30,11 @@ class Result:
         return self.stdout + self.stderr
 
 
-def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRPCPKI_")}
+def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a test runs grpcpki in: none of the user's GRPCPKI_* or GRPC_VERBOSITY."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRPCPKI_") and k != "GRPC_VERBOSITY"}
     # A wide terminal keeps rich from wrapping the lines tests look for.
-    env.update({"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"})
+    env.update({"COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"})
     env.update(extra or {})
     return env
 
@@ -45,7 +46,7 @@ def run_grpcpki(
     """Run `python -m grpcpki ARGS` in a subprocess, as a user would, with no TTY."""
     proc = subprocess.run(
         [sys.executable, "-m", "grpcpki", *args],
-        cwd=cwd, env=_env(env), capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=cli_env(env), capture_output=True, text=True, timeout=timeout,
         input=input if input is not None else "",
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -102,6 +102,8 @@ def _issue(
     sans += [San("uri", validate_uri(v)) for v in uri]
     sans += [San("uri", validate_spiffe_id(v)) for v in spiffe_id]
     pki = app.pki()
+    # Unlock the CA first: a passphrase prompt must not share the line with a spinner.
+    pki.signing_ca()
     with console.err().status(f"Issuing {role} certificate {name!r}..."):
         record = pki.issue(
             role, name, sans=sans, days=days, key_type=KeyType(key_type), also_client=also_client,

@@ -100,6 +100,10 @@ def _renew_once(
 
     pki = app.pki()
     due = sum(1 for d in plan_renewals(pki, names, within=within, force=force) if d.due)
+    if due and not dry_run:
+        # Unlock the CA once, up front: a wrong passphrase is one error, not one per certificate,
+        # and a prompt never shares the line with the progress bar.
+        pki.signing_ca()
     show_progress = not as_json and not dry_run and due >= _PROGRESS_THRESHOLD and console.err().is_terminal
     if show_progress:
         from rich.progress import Progress

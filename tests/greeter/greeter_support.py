@@ -9,7 +9,6 @@ the fixtures.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import ssl
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from grpcpki.engine import CA, Role, cert_info
+from support import cli_env
 
 TIMEOUT = 20
 
@@ -84,15 +84,6 @@ def files(tmp_path_factory: pytest.TempPathFactory, ca: CA) -> Files:
     (directory / "ca.crt").write_bytes(ca.root_pem)
     (directory / "other-ca.crt").write_bytes(other.root_pem)
     return Files(directory, {name: leaf.info.serial_hex for name, leaf in leaves.items()})
-
-
-def cli_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("GRPC_VERBOSITY", None)  # the server's grpc log lines are part of what we assert
-    env.pop("GRPCPKI_DEBUG", None)
-    env["NO_COLOR"] = "1"
-    env["COLUMNS"] = "400"  # rich wraps at the terminal width; keep each message on one line
-    return env
 
 
 def run_cli(*args: str, timeout: float = TIMEOUT, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
