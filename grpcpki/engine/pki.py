@@ -156,10 +156,13 @@ class Pki:
             raise GrpcpkiError(
                 "--path-len 0 forbids the intermediate that --intermediate creates", "use --path-len 1 or leave it out"
             )
+        if path_len is None and intermediate:
+            # Room for the issuing intermediate and, during a CA rotation with --cross-sign, the
+            # cross certificate above it: leaf -> intermediate -> cross -> old root (RFC 5280
+            # 4.2.1.9 counts both). With 1, a cross-signed rotation could never be done later.
+            path_len = 2
         root = CA.create(
-            name, org=org, key_type=key_type, days=days,
-            path_len=path_len if path_len is not None else (1 if intermediate else None),
-            constraints=constraints, now=now,
+            name, org=org, key_type=key_type, days=days, path_len=path_len, constraints=constraints, now=now
         )
         issuing = None
         if intermediate:

@@ -198,8 +198,9 @@ def test_intermediate_only_needs_an_intermediate(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("intermediate", [False, True], ids=["root-only", "with-intermediate"])
 def test_cross_signed_chain_verifies_against_the_old_root_alone(tmp_path: Path, intermediate: bool) -> None:
-    # pathLen 2 leaves room for cross-signed root + intermediate below the old root.
-    pki = make_pki(tmp_path, intermediate=intermediate, path_len=2 if intermediate else None)
+    # The defaults leave room: init-ca --intermediate gives the root pathLen 2 (intermediate +
+    # cross-signed root below it), a root-only CA has no pathLen at all.
+    pki = make_pki(tmp_path, intermediate=intermediate)
     old_root = (pki.ca_dir(1) / "root.crt").read_bytes()
     result = begin_rotation(pki, cross_sign=True)
     assert result.cross is not None
@@ -224,7 +225,7 @@ def test_cross_signed_chain_verifies_against_the_old_root_alone(tmp_path: Path, 
 
 
 def test_cross_sign_refused_when_the_old_root_path_length_has_no_room(tmp_path: Path) -> None:
-    pki = make_pki(tmp_path, intermediate=True)  # init-ca --intermediate: root pathLen 1
+    pki = make_pki(tmp_path, intermediate=True, path_len=1)  # room for the intermediate only
     with pytest.raises(RotationError, match="pathLenConstraint is 1"):
         begin_rotation(pki, cross_sign=True)
     assert rotation_state(pki).phase == "idle" and not pki.ca_dir(2).exists()
