@@ -38,6 +38,9 @@ def _leaf_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Validity in days (never past the CA's own expiry)."),
         click.option("--key-type", type=click.Choice([k.value for k in KeyType]),
                      default=KeyType.ECDSA_P256.value, show_default=True, help="Key algorithm."),
+        click.option("--replace", is_flag=True,
+                     help="If NAME exists, supersede it with a certificate for the names given now "
+                     "(the old one is archived). `grpcpki renew` keeps the same names."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
         pki_options,
         pass_app,
@@ -64,6 +67,7 @@ def issue_server(app: App, name: str, no_name_san: bool, also_client: bool, **op
       grpcpki issue server localhost
       grpcpki issue server api.example.com --dns api --ip 10.0.0.7
       grpcpki issue server api --spiffe-id spiffe://example.org/api --also-client
+      grpcpki issue server localhost --ip 10.0.0.7 --replace   # add a SAN to an existing one
     """
     _issue(app, Role.SERVER, name, name_as_san=not no_name_san, also_client=also_client, also_server=False, **options)
 
@@ -92,7 +96,7 @@ def issue_client(app: App, name: str, also_server: bool, **options: Any) -> None
 def _issue(
     app: App, role: Role, name: str, *, name_as_san: bool, also_client: bool, also_server: bool,
     dns: tuple[str, ...], ip: tuple[str, ...], uri: tuple[str, ...], spiffe_id: tuple[str, ...],
-    days: int, key_type: str, as_json: bool,
+    days: int, key_type: str, replace: bool, as_json: bool,
 ) -> None:
     from grpcpki.engine.names import San, validate_dns_name, validate_ip, validate_spiffe_id, validate_uri
 
@@ -107,7 +111,7 @@ def _issue(
     with console.err().status(f"Issuing {role} certificate {name!r}..."):
         record = pki.issue(
             role, name, sans=sans, days=days, key_type=KeyType(key_type), also_client=also_client,
-            also_server=also_server, name_as_san=name_as_san,
+            also_server=also_server, name_as_san=name_as_san, replace=replace,
         )
     if as_json:
         console.print_json(record.to_dict() | {"trust_bundle": str(pki.trust_bundle_path)})

@@ -211,12 +211,22 @@ def _renew(name: str) -> str:
     return _grpcpki("renew", name)
 
 
-def _reissue(role: str | None, name: str, host: str | None = None) -> str:
+def _reissue(role: str | None, name: str, host: str | None = None, cert: x509.Certificate | None = None) -> str:
+    """The `grpcpki issue ... --replace` line that reissues NAME, keeping ``cert``'s SANs and adding ``host``."""
     args = ["issue", role or "server", name]
+    wanted: list[tuple[str, str]] = []
+    existing = (_san_list(cert) or []) if cert is not None else []
+    for san in existing:
+        kind, _, value = san.partition(":")
+        if kind in ("DNS", "IP", "URI"):
+            wanted.append((f"--{kind.lower()}", value))
     if host is not None:
         ip = _parse_ip(host)
-        args += ["--ip", str(ip)] if ip is not None else ["--dns", host]
-    return _grpcpki(*args)
+        wanted.append(("--ip", str(ip)) if ip is not None else ("--dns", host))
+    for flag, value in dict.fromkeys(wanted):
+        args += [flag, value]
+    # --replace: NAME usually exists already, and a plain `issue` would refuse it.
+    return _grpcpki(*args, "--replace")
 
 
 # --------------------------------------------------------------------------- reading files
@@ -644,7 +654,7 @@ def _profile_findings(
                 "cn-only",
                 severity,
                 f"{what} has no subjectAltName; Go clients and IP targets ignore the CN.",
-                _reissue(role, name, host or cn),
+                _reissue(role, name, host or cn, cert),
                 subject,
             )
         )
@@ -658,7 +668,7 @@ def _profile_findings(
                 "name-mismatch",
                 _ERROR,
                 f"clients dialing {host} look for a {kind} SAN {ip or host}, but {what} has {have}.",
-                _reissue("server", name, host),
+                _reissue("server", name, host, cert),
                 subject,
             )
         )
@@ -688,7 +698,7 @@ def _profile_findings(
                     "wrong-eku",
                     _ERROR,
                     f"{what} is a {role} certificate but its extendedKeyUsage allows {have}, not {purpose}.",
-                    _reissue(role, name),
+                    _reissue(role, name, cert=cert),
                     subject,
                 )
             )
@@ -701,7 +711,7 @@ def _profile_findings(
                     "key-usage-digital-signature",
                     _ERROR,
                     f"{what} has keyUsage without digitalSignature, so it cannot sign the TLS handshake.",
-                    _reissue(role, name),
+                    _reissue(role, name, cert=cert),
                     subject,
                 )
             )
@@ -711,7 +721,7 @@ def _profile_findings(
                     "key-usage-key-encipherment",
                     _WARNING,
                     f"{what} is an RSA server certificate without keyEncipherment, so TLS 1.2 RSA key exchange fails.",
-                    _reissue(role, name),
+                    _reissue(role, name, cert=cert),
                     subject,
                 )
             )
@@ -722,7 +732,7 @@ def _profile_findings(
                 "leaf-can-sign",
                 _WARNING,
                 f"{what} is a leaf but may sign certificates (CA:TRUE or keyCertSign).",
-                _reissue(role, name),
+                _reissue(role, name, cert=cert),
                 subject,
             )
         )
@@ -819,7 +829,7 @@ def _chain_findings(
                     "chain-untrusted",
                     _ERROR,
                     f"{_describe(current)} is issued by {issuer}, which is not in {trust_subject} (it holds {anchors}).{hint}",
-                    f"trust the CA that issued it, or re-issue it from this CA: {_reissue(role, name)}",
+                    f"trust the CA that issued it, or re-issue it from this CA: {_reissue(role, name, cert=leaf)}",
                     subject,
                 )
             )
@@ -848,7 +858,7 @@ def _chain_findings(
                         "issuer-not-ca",
                         _WARNING,
                         f"trust anchor {_describe(issuer_cert)} is not a CA (no CA:TRUE/keyCertSign); gRPC C-core accepts it, Go and strict verifiers do not.",
-                        _reissue(role, name),
+                        _reissue(role, name, cert=leaf),
                         subject,
                     )
                 )
@@ -859,14 +869,14 @@ def _chain_findings(
                         "issuer-not-ca",
                         _ERROR,
                         f"{_describe(current)} is issued by {_describe(issuer_cert)}, which is not a CA (needs CA:TRUE and keyCertSign).",
-                        _reissue(role, name),
+                        _reissue(role, name, cert=leaf),
                         subject,
                     )
                 )
         if origin == "trusted":
             return out
         out += _validity_findings(issuer_cert, now, window, subject, name)
-        out += _strength_findings(issuer_cert, subject, _reissue(role, name))
+        out += _strength_findings(issuer_cert, subject, _reissue(role, name, cert=leaf))
         current = issuer_cert
     return out
 
@@ -1041,7 +1051,7 @@ def check_material(
 
     findings += _order_findings(chain, leaf, subject)
     findings += _validity_findings(leaf, moment, expiry_window, subject, display)
-    findings += _strength_findings(leaf, subject, _reissue(role_name, display))
+    findings += _strength_findings(leaf, subject, _reissue(role_name, display, cert=leaf))
     findings += _profile_findings(leaf, role_name, host, subject, display)
 
     if trust is not None:
@@ -1071,7 +1081,7 @@ def check_material(
                             "chain-rejected",
                             _ERROR,
                             f"a strict verifier (webpki profile, like Go's) rejects {_describe(leaf)}: {reason}.",
-                            _reissue(role_name, display),
+                            _reissue(role_name, display, cert=leaf),
                             subject,
                         )
                     )

@@ -265,21 +265,26 @@ class Pki:
         also_client: bool = False,
         also_server: bool = False,
         name_as_san: bool = True,
+        replace: bool = False,
         now: datetime | None = None,
     ) -> Record:
-        """Issue and store a leaf; raises AlreadyExistsError if NAME is already active."""
+        """Issue and store a leaf.
+
+        If NAME is already active this raises AlreadyExistsError, unless ``replace``: then the new
+        certificate (with the names given now) supersedes it and the old one is archived.
+        """
         validate_cert_name(name)
         existing = self.inventory.active_leaf(name)
-        if existing is not None:
+        if existing is not None and not replace:
             raise AlreadyExistsError(
                 f"{existing.kind} certificate {name!r} already exists (expires {existing.not_after:%Y-%m-%d})",
-                f"use `grpcpki renew {name}` to replace it, or pick another name",
+                f"`grpcpki renew {name}` renews it with the same names; add --replace to reissue it with these",
             )
         leaf = self.signing_ca().issue(
             role, name, sans=sans, days=days, key_type=key_type, also_client=also_client,
             also_server=also_server, name_as_san=name_as_san, now=now,
         )
-        return self.store_leaf(leaf)
+        return self.store_leaf(leaf, replaces=existing)
 
     def store_leaf(self, leaf: Leaf, *, replaces: Record | None = None) -> Record:
         """Write a leaf's files and inventory row together; archive ``replaces`` in the same step."""

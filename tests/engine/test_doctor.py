@@ -438,7 +438,8 @@ def test_name_mismatch_names_both_sides(world: World) -> None:
     leaf = b.make_leaf(world.root, sans=["DNS:localhost"])
     [finding] = [f for f in _server(world, leaf, host="127.0.0.1", name="api") if f.id == "name-mismatch"]
     assert "127.0.0.1" in finding.message and "DNS:localhost" in finding.message
-    assert finding.fix == "grpcpki issue server api --ip 127.0.0.1"
+    # The fix keeps the names the certificate has and supersedes it (NAME already exists).
+    assert finding.fix == "grpcpki issue server api --dns localhost --ip 127.0.0.1 --replace"
 
 
 @pytest.mark.parametrize(
