@@ -273,7 +273,8 @@ def explain(
             "hostname-mismatch",
             f"{cause} — {how}",
             "dial a name the certificate covers, or pass --server-name with one of its names, or reissue "
-            f"the server certificate with the SAN (`grpcpki issue server {checked}`)",
+            f"the server certificate with the SAN, keeping its other names "
+            f"(`grpcpki issue server NAME --{'ip' if is_ip(checked) else 'dns'} {checked} ... --replace`)",
         )
 
     # A server that rejects the client after the TLS 1.3 handshake sends an alert (OpenSSL-based
