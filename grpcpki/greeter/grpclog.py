@@ -68,6 +68,34 @@ _CLIENT_REASONS: dict[str, str] = {
 }
 
 
+# TLS alerts a *client* sends when it refuses this server's certificate, as BoringSSL names them
+# in the server's 'Handshake failed' line. A grpcio client that fails its hostname check, and Go
+# clients for most failures, send bad_certificate; the alert alone cannot say which check failed.
+_SERVER_CERT_ALERTS: dict[str, str] = {
+    "TLSV1_ALERT_UNKNOWN_CA": (
+        "a client refused this server's certificate: it does not trust the CA that issued it — give the "
+        "client this PKI's ca.crt (its --ca / RootCAs)"
+    ),
+    "SSLV3_ALERT_BAD_CERTIFICATE": (
+        "a client refused this server's certificate (bad_certificate): most often the name it dialed is not "
+        "among {names}, or it does not trust the issuing CA — `grpcpki probe HOST:PORT` from the client's "
+        "side names which"
+    ),
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": (
+        "a client refused this server's certificate as expired (or the client's clock is wrong) — "
+        "`grpcpki renew NAME` and this server picks the new one up without a restart"
+    ),
+    "SSLV3_ALERT_UNSUPPORTED_CERTIFICATE": (
+        "a client refused this server's certificate as unsuitable (its key usage / serverAuth EKU) — "
+        "reissue it with `grpcpki issue server NAME --replace`"
+    ),
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": (
+        "a client refused this server's certificate (certificate_unknown) — `grpcpki probe HOST:PORT` "
+        "from the client's side says why"
+    ),
+}
+
+
 def explain_grpc_line(line: str, *, trusted: str | None = None, names: Sequence[str] = ()) -> str | None:
     """Plain words for one grpc core log line about a refused handshake, or None to keep it as is.
 
@@ -91,6 +119,10 @@ def explain_grpc_line(line: str, *, trusted: str | None = None, names: Sequence[
             reason = verify.group(1).strip()
             words = _CLIENT_REASONS.get(reason, f"refused a client certificate: {reason}")
             return f"{words.format(trusted=trusted_words)} (grpc: CERTIFICATE_VERIFY_FAILED: {reason})"
+        alert = next((a for a in _SERVER_CERT_ALERTS if a in msg), None)
+        if alert is not None:
+            words = _SERVER_CERT_ALERTS[alert].format(names=", ".join(names) or "its SANs")
+            return f"{words} (grpc: {alert})"
         token = next((t for t in _NOT_TLS if t in msg), None)
         if token is not None:
             # grpc-errors.md m: a plaintext gRPC client (insecure channel) on a TLS port.

@@ -154,10 +154,17 @@ SERVER_LINES = [
      "does not speak TLS"),
     ("E1125 22:24:06.908491   23711 ssl_transport_security.cc:3238] No match found for server name: nope.example",
      "a client asked for nope.example (TLS SNI), which this certificate does not cover (DNS:localhost)"),
+    # The client refused *our* certificate and said so with an alert (Go clients; grpcio on a
+    # failed hostname check): measured in tests/interop/test_go_crypto_tls.py.
+    (HANDSHAKE_FAILED + "error:10000412:SSL routines:OPENSSL_internal:SSLV3_ALERT_BAD_CERTIFICATE",
+     "a client refused this server's certificate (bad_certificate): most often the name it dialed is not "
+     "among DNS:localhost"),
+    (HANDSHAKE_FAILED + "error:10000418:SSL routines:OPENSSL_internal:TLSV1_ALERT_UNKNOWN_CA",
+     "it does not trust the CA that issued it"),
 ]
 
 
-@pytest.mark.parametrize(("line", "words"), SERVER_LINES, ids=["b", "c", "i", "k", "m", "e"])
+@pytest.mark.parametrize(("line", "words"), SERVER_LINES, ids=["b", "c", "i", "k", "m", "e", "alert-bad-cert", "alert-unknown-ca"])
 def test_server_log_lines_in_plain_words(line: str, words: str) -> None:
     text = explain_grpc_line(line, trusted="CN=Test CA", names=["DNS:localhost"])
     assert text is not None and words in text
