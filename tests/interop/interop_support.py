@@ -100,6 +100,18 @@ class Background:
         return code
 
 
+def start_server(argv: list[str], env: dict[str, str], what: str) -> tuple[Background, dict[str, Any]]:
+    """Start a server that prints a JSON line with its "port" first; return it and that line."""
+    server = Background(argv, env)
+    try:
+        announce = server.wait_for(server.json_lines, f"{what}'s JSON start line")[0]
+        assert "port" in announce, server.describe()
+    except BaseException:
+        server.stop()
+        raise
+    return server, announce
+
+
 def server_env() -> dict[str, str]:
     """Like support.run_grpcpki's environment; grpc's own log lines stay on (serve rewrites them)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRPCPKI_") and k not in ("GRPC_VERBOSITY", "GRPC_TRACE")}
@@ -170,13 +182,13 @@ def other_pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture(scope="module")
 def grpcpki_serve(pki: Pki) -> Iterator[tuple[Background, int]]:
     """`grpcpki serve --name localhost --listen 127.0.0.1:0 --json` (mTLS) and its port."""
-    server = Background(
+    server, announce = start_server(
         [sys.executable, "-m", "grpcpki", "--pki", str(pki.dir), "serve", "--name", "localhost",
          "--listen", "127.0.0.1:0", "--json"],
         server_env(),
+        "grpcpki serve",
     )
     try:
-        announce = server.wait_for(server.json_lines, "grpcpki serve's JSON start line")[0]
         assert announce["mode"] == "mtls", announce
         yield server, int(announce["port"])
     finally:

@@ -47,7 +47,17 @@ import pytest
 from badcerts import CLIENT_AUTH, SERVER_AUTH, Material, make_ca, make_leaf
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from interop_support import SPIFFE_ID, TIMEOUT, Background, Pki, cache_root, greet_json, make_pki, server_env
+from interop_support import (
+    SPIFFE_ID,
+    TIMEOUT,
+    Background,
+    Pki,
+    cache_root,
+    greet_json,
+    make_pki,
+    server_env,
+    start_server,
+)
 from support import run_grpcpki
 
 HERE = Path(__file__).resolve().parent
@@ -187,16 +197,11 @@ def go_client(
 
 
 def start_go_server(go: GoPrograms, cert: Path, key: Path, ca: Path) -> tuple[Background, int]:
-    server = Background(
+    server, announce = start_server(
         [str(go.server), "-cert", str(cert), "-key", str(key), "-ca", str(ca), "-listen", "127.0.0.1:0"],
         {k: v for k, v in os.environ.items() if not k.startswith("GRPCPKI_")},
+        "the Go server",
     )
-    try:
-        announce = server.wait_for(server.json_lines, 'the Go server\'s {"port": N} line')[0]
-    except BaseException:
-        server.stop()
-        raise
-    assert "port" in announce, server.describe()
     return server, int(announce["port"])
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from interop_support import SPIFFE_ID, TIMEOUT, Background, Pki, cache_root, greet_json
+from interop_support import SPIFFE_ID, TIMEOUT, Background, Pki, cache_root, greet_json, start_server
 
 NODE = shutil.which("node")
 NPM = shutil.which("npm")
@@ -156,17 +156,12 @@ def node_runtime() -> NodeRuntime:
 
 def start_node_server(runtime: NodeRuntime, pki: Pki) -> tuple[Background, int]:
     assert NODE is not None
-    server = Background(
+    server, announce = start_server(
         [NODE, str(NODE_DIR / "server.js"), "--proto", str(PROTO), "--cert", str(pki.chain("localhost")),
          "--key", str(pki.key("localhost")), "--ca", str(pki.ca), "--listen", "127.0.0.1:0"],
         runtime.env(),
+        "the Node server",
     )
-    try:
-        announce = server.wait_for(server.json_lines, "the Node server's {\"port\": N} line")[0]
-    except BaseException:
-        server.stop()
-        raise
-    assert "port" in announce, server.describe()
     return server, int(announce["port"])
 
 
