@@ -120,6 +120,16 @@ def validate_ip(text: str) -> str:
         ) from None
 
 
+def is_ip(host: str) -> bool:
+    """Is ``host`` an IP address (``[v6]`` brackets allowed)? gRPC treats such targets differently:
+    no SNI, and only IP SANs match (grpc-errors.md f2, q1)."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 def validate_spiffe_id(text: str) -> str:
     """Validate a SPIFFE ID per the SPIFFE-ID specification; return it unchanged."""
     if not text.startswith("spiffe://"):

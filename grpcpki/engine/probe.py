@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import ipaddress
 import os
 import socket
 import ssl
@@ -76,6 +75,7 @@ from typing import TYPE_CHECKING
 from grpcpki.engine import doctor
 from grpcpki.engine.doctor import Finding, Severity
 from grpcpki.engine.errors import ProbeError
+from grpcpki.engine.names import is_ip
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -453,7 +453,7 @@ def probe(
     host = host.strip("[]")
     name = server_name or host
     # gRPC sends no SNI for IP targets (grpc-errors.md f2/q1: "no SNI => no server line").
-    sni = None if _is_ip(name) else name
+    sni = None if is_ip(name) else name
     where = f"{host}:{port}"
     def unreachable(finding_id: str, message: str, fix: str) -> ProbeResult:
         finding = Finding(finding_id, Severity.ERROR, message, fix, where)
@@ -590,14 +590,6 @@ def probe(
         http2=(first.after == "settings") if first.handshake_ok and first.after != "closed" else None,
         findings=tuple(findings),
     )
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-        return True
-    except ValueError:
-        return False
 
 
 def _not_tls_finding(host: str, port: int, timeout: float, where: str, error: str | None) -> Finding:

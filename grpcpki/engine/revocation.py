@@ -10,7 +10,6 @@ serial against :func:`revoked_serials` per call instead; it is cheap to call rep
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterable
@@ -27,7 +26,7 @@ from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PemError
 from grpcpki.engine.inventory import Record
 from grpcpki.engine.keys import load_private_key, signature_hash
 from grpcpki.engine.pki import CRL, Pki
-from grpcpki.engine.storage import PUBLIC_FILE_MODE, atomic_write, read_file
+from grpcpki.engine.storage import PUBLIC_FILE_MODE, atomic_write, file_stamp, read_file
 
 # RFC 5280 5.3.1 reason codes grpcpki offers (the ones that make sense for a leaf).
 REASONS: dict[str, x509.ReasonFlags] = {
@@ -304,11 +303,9 @@ def revoked_serials(pki_path: Path | str) -> frozenset[int]:
     path = Path(pki_path)
     if not path.is_file():
         path = crl_path(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
+    key = file_stamp(path)
+    if key is None:
         return frozenset()
-    key = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     cached = _cache.get(path)
     if cached is not None and cached[0] == key:
         return cached[1]

@@ -72,6 +72,23 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+FileStamp = tuple[int, int, int, int]
+
+
+def file_stamp(path: Path) -> FileStamp | None:
+    """(inode, size, mtime_ns, ctime_ns), or None if the file is missing: changes whenever the file
+    is replaced or rewritten, for a cheap "did it change?" before re-reading it.
+
+    inode catches an atomic rename-over; size and mtime_ns an in-place rewrite; ctime_ns a rewrite
+    that kept size and mtime (cp -p).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def read_file(path: Path, what: str = "file") -> bytes:
     try:
         return path.read_bytes()

@@ -14,7 +14,6 @@ No grpc import here, so the rules are testable without a server.
 from __future__ import annotations
 
 import functools
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,17 +23,10 @@ from pathlib import Path
 from grpcpki.engine import cert_info
 from grpcpki.engine.errors import PemError
 from grpcpki.engine.revocation import revoked_serials
+from grpcpki.engine.storage import FileStamp, file_stamp
 from grpcpki.greeter.errors import GreeterError
 
-_Stamp = tuple[int, int, int, int] | None
-
-
-def _file_stamp(path: Path) -> _Stamp:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+_Stamp = FileStamp | None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -126,7 +118,7 @@ class RevocationCheck:
     def serials(self) -> frozenset[int]:
         """The serials in force: the file's, or the last good ones while it is damaged or gone."""
         bad = self._bad
-        if bad is not None and _file_stamp(self.path) == bad[0]:
+        if bad is not None and file_stamp(self.path) == bad[0]:
             return self._good
         try:
             current = revoked_serials(self.path)
@@ -153,7 +145,7 @@ class RevocationCheck:
         serial = leaf_serial(pem)
         if serial not in self.serials():
             return None
-        stamp = _file_stamp(self.path)
+        stamp = file_stamp(self.path)
         updated = datetime.fromtimestamp(stamp[2] / 1e9, UTC) if stamp else None
         return Revoked(serial, self.path, updated)
 
@@ -165,7 +157,7 @@ class RevocationCheck:
         return self.check(pems[0])
 
     def _keep(self, why: str) -> None:
-        stamp = _file_stamp(self.path)
+        stamp = file_stamp(self.path)
         with self._lock:
             if self._bad is not None and self._bad[0] == stamp:
                 return

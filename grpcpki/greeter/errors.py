@@ -16,13 +16,13 @@ grpcio 1.85.3 / BoringSSL. Two facts shape everything here:
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from grpcpki.engine.errors import GrpcpkiError
+from grpcpki.engine.names import is_ip
 
 Mode = Literal["mtls", "tls", "plaintext"]
 """How a client dials or a server listens: mutual TLS, server-only TLS, or no TLS at all."""
@@ -152,14 +152,6 @@ def split_target(target: str) -> tuple[str, str]:
     if not sep or ":" in host:  # no port, or a bare IPv6 address
         return rest, ""
     return host, port
-
-
-def is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def explain(

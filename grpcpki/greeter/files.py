@@ -6,13 +6,13 @@ Both ends read files rather than in-memory objects so that a running server (and
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from grpcpki.engine import CertInfo, cert_info, check_key_pair
 from grpcpki.engine.errors import GrpcpkiError
+from grpcpki.engine.storage import FileStamp, file_stamp
 from grpcpki.greeter.errors import GreeterError
 
 _PEM_CERT_RE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\s*", re.DOTALL)
@@ -46,7 +46,7 @@ class TlsMaterial:
     trusted: tuple[CertInfo, ...]
 
 
-Stamp = tuple[tuple[int, int, int, int], ...]
+Stamp = tuple[FileStamp, ...]
 """(inode, size, mtime_ns, ctime_ns) for each file: cheap to take before every handshake."""
 
 
@@ -56,17 +56,7 @@ def stamp(files: TlsFiles) -> Stamp:
     Missing files stamp as zeros, so a file that disappears mid-rotation (``rm`` then ``cp``)
     changes the stamp and is retried when it comes back.
     """
-    result = []
-    for path in files.paths():
-        try:
-            st = os.stat(path)
-        except OSError:
-            result.append((0, 0, 0, 0))
-            continue
-        # inode catches atomic rename-over; size+mtime_ns catch in-place rewrites;
-        # ctime_ns catches a rewrite that kept size and mtime (cp -p).
-        result.append((st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
-    return tuple(result)
+    return tuple(file_stamp(path) or (0, 0, 0, 0) for path in files.paths())
 
 
 def split_pem_certificates(pem: bytes) -> list[bytes]:
