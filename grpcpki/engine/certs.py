@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -38,6 +39,7 @@ from grpcpki.engine.keys import (
 )
 from grpcpki.engine.names import NameConstraints, San, dedupe, looks_like_host, parse_san
 from grpcpki.engine.profiles import Role
+from grpcpki.engine.storage import read_file
 
 _EKU_NAMES = {
     ExtendedKeyUsageOID.SERVER_AUTH: "serverAuth",
@@ -250,6 +252,16 @@ def load_certificates(pem: bytes, *, source: str = "input") -> list[x509.Certifi
 def cert_info(pem: bytes) -> CertInfo:
     """Facts about the first certificate in ``pem``."""
     return info_from_certificate(load_certificates(pem)[0])
+
+
+def cert_infos(pem: bytes, *, source: str = "input") -> list[CertInfo]:
+    """Facts about every certificate in ``pem`` (a chain or a trust bundle), in order."""
+    return [info_from_certificate(c) for c in load_certificates(pem, source=source)]
+
+
+def cert_file_info(path: Path, what: str = "certificate") -> CertInfo:
+    """Facts about the first certificate in the file at ``path``."""
+    return cert_infos(read_file(path, what), source=str(path))[0]
 
 
 def certificates_pem(certs: Iterable[x509.Certificate]) -> bytes:

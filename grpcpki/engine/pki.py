@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from grpcpki.engine import profiles
-from grpcpki.engine.certs import CA, CertInfo, Leaf, cert_info, info_from_certificate, load_certificates
+from grpcpki.engine.certs import CA, CertInfo, Leaf, cert_file_info, cert_info, cert_infos, load_certificates
 from grpcpki.engine.errors import (
     AlreadyExistsError,
     CAExistsError,
@@ -212,6 +212,10 @@ class Pki:
     def trust_bundle_path(self) -> Path:
         return self.path / TRUST_BUNDLE
 
+    def trust_anchors(self) -> list[CertInfo]:
+        """The CA certificates in ca.crt (two during a CA rotation's overlap)."""
+        return cert_infos(read_file(self.trust_bundle_path, "trust bundle"), source="trust bundle")
+
     @property
     def generation(self) -> int:
         return int(self.inventory.get_meta("ca_generation", "1") or 1)
@@ -365,7 +369,7 @@ class Pki:
             chain_path=record.chain_path,
             key_path=record.key_path,
             trust_path=self.trust_bundle_path,
-            info=cert_info(read_file(record.cert_path, "certificate")),
+            info=cert_file_info(record.cert_path),
         )
 
     def records(
@@ -422,7 +426,7 @@ def inspect_file(path: Path, *, trust_pem: bytes | None = None, now: datetime | 
 
 
 def _verify_ca(cert_pem: bytes, trust_pem: bytes) -> ChainCheck:
-    anchors = {info_from_certificate(c).fingerprint_sha256 for c in load_certificates(trust_pem, source="trust bundle")}
+    anchors = {info.fingerprint_sha256 for info in cert_infos(trust_pem, source="trust bundle")}
     if cert_info(cert_pem).fingerprint_sha256 in anchors:
         return ChainCheck(True, "this CA is in the trust bundle")
     return ChainCheck(False, "this CA is not in the trust bundle")

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from grpcpki.engine import profiles
-from grpcpki.engine.certs import CA, authority_key_identifier, info_from_certificate, load_certificates
+from grpcpki.engine.certs import CA, authority_key_identifier, cert_file_info, load_certificates
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PemError
 from grpcpki.engine.inventory import Record
 from grpcpki.engine.keys import load_private_key, signature_hash
@@ -192,7 +192,7 @@ def crl_generations(pki: Pki, *, now: datetime | None = None, include: Iterable[
     """CA generations whose issuing CA needs a CRL: the current one, and older ones still
     trusted by ca.crt that have active or revoked-but-unexpired leaves."""
     moment = now or datetime.now(UTC)
-    anchors = _bundle_fingerprints(pki)
+    anchors = {info.fingerprint_sha256 for info in pki.trust_anchors()}
     wanted = {pki.generation, *include}
     for record in pki.inventory.query(kinds=_LEAF_KINDS, statuses=("active", "revoked")):
         if record.status == "revoked" and record.not_after <= moment:
@@ -205,7 +205,7 @@ def crl_generations(pki: Pki, *, now: datetime | None = None, include: Iterable[
             continue
         # A generation whose root left the bundle (after `ca rotate finish`) is no longer
         # trusted by anyone: its certificates fail without a CRL.
-        if generation == pki.generation or _fingerprint(root) in anchors:
+        if generation == pki.generation or cert_file_info(root, "CA certificate").fingerprint_sha256 in anchors:
             result.append(generation)
     return result
 
@@ -262,15 +262,6 @@ def _sign_crl(
         builder = builder.add_revoked_certificate(entry.build())
     crl = builder.sign(key, signature_hash(key))  # type: ignore[arg-type]
     return crl.public_bytes(serialization.Encoding.PEM)
-
-
-def _fingerprint(path: Path) -> str:
-    return info_from_certificate(load_certificates(read_file(path, "CA certificate"))[0]).fingerprint_sha256
-
-
-def _bundle_fingerprints(pki: Pki) -> set[str]:
-    certs = load_certificates(read_file(pki.trust_bundle_path, "trust bundle"), source="trust bundle")
-    return {info_from_certificate(c).fingerprint_sha256 for c in certs}
 
 
 def _load_crls(data: bytes, *, source: str) -> list[x509.CertificateRevocationList]:

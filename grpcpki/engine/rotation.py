@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from grpcpki.engine import profiles
-from grpcpki.engine.certs import CA, CertInfo, info_from_certificate, load_certificates
+from grpcpki.engine.certs import CA, CertInfo, cert_file_info, info_from_certificate, load_certificates
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PassphraseError, RotationError
 from grpcpki.engine.inventory import NewRecord, Record
 from grpcpki.engine.keys import KeyType, is_encrypted_pem, public_key_bytes
@@ -315,10 +315,7 @@ def old_generation_leaves(pki: Pki) -> list[Record]:
 def rotation_status(pki: Pki) -> RotationStatus:
     state = rotation_state(pki)
     old = tuple(old_generation_leaves(pki)) if state.phase != IDLE else ()
-    bundle = tuple(
-        info_from_certificate(c)
-        for c in load_certificates(read_file(pki.trust_bundle_path, "trust bundle"), source="trust bundle")
-    )
+    bundle = tuple(pki.trust_anchors())
     safe = state.phase in (OVERLAP, FINISHING) and not old
     return RotationStatus(
         phase=state.phase,
@@ -414,9 +411,9 @@ def _begin_result(pki: Pki, state: RotationState, action: str, crl: CrlSummary |
     cross = directory / "cross.crt"
     return BeginResult(
         action=action,
-        root=_cert_file_info(directory / "root.crt"),
-        intermediate=_cert_file_info(inter) if inter.is_file() else None,
-        cross=_cert_file_info(cross) if cross.is_file() else None,
+        root=cert_file_info(directory / "root.crt"),
+        intermediate=cert_file_info(inter) if inter.is_file() else None,
+        cross=cert_file_info(cross) if cross.is_file() else None,
         crl=crl,
         status=rotation_status(pki),
     )
@@ -434,7 +431,7 @@ def _check_begin_options(pki: Pki, *, intermediate_only: bool, cross_sign: bool)
             "drop --cross-sign",
         )
     if cross_sign:
-        old_root = _cert_file_info(pki.ca_dir() / "root.crt")
+        old_root = cert_file_info(pki.ca_dir() / "root.crt")
         # CAs the old root would have below it: the cross-signed root, plus the intermediate.
         needed = 2 if pki.uses_intermediate else 1
         if old_root.path_len is not None and old_root.path_len < needed:
@@ -459,7 +456,7 @@ def _ensure_generation(pki: Pki, state: RotationState, now: datetime | None) -> 
     directory = pki.ca_dir(state.to_generation)
     ensure_dir(directory)  # 0700: it holds CA keys
     old_root_path = pki.ca_dir(state.from_generation) / "root.crt"
-    old_root = _cert_file_info(old_root_path)
+    old_root = cert_file_info(old_root_path)
     # New keys are encrypted exactly when the old ones were, with the same passphrase.
     passphrase = pki.passphrase_value() if _keys_encrypted(pki, state.from_generation) else None
     if _keys_encrypted(pki, state.from_generation) and not passphrase:
@@ -482,7 +479,7 @@ def _ensure_generation(pki: Pki, state: RotationState, now: datetime | None) -> 
             # The same root; its key stays where it is (found again by _root_key_path).
             tx.write(directory / "root.crt", read_file(old_root_path, "root CA certificate"), PUBLIC_FILE_MODE)
         if pki.uses_intermediate:
-            old_issuing = _cert_file_info(old_issuing_path) if old_issuing_path.is_file() else None
+            old_issuing = cert_file_info(old_issuing_path) if old_issuing_path.is_file() else None
             base = old_issuing.common_name if old_issuing and old_issuing.common_name else f"{old_root.common_name} Issuing CA"
             days_left = (root.info.not_after - (now or datetime.now(UTC))).days
             issuing = root.create_intermediate(
@@ -501,7 +498,9 @@ def _generation_complete(pki: Pki, state: RotationState) -> bool:
     if not all((directory / name).is_file() for name in needed):
         return False
     try:
-        same_root = _fingerprint(directory / "root.crt") == _fingerprint(pki.ca_dir(state.from_generation) / "root.crt")
+        new_root = cert_file_info(directory / "root.crt")
+        old_root = cert_file_info(pki.ca_dir(state.from_generation) / "root.crt")
+        same_root = new_root.fingerprint_sha256 == old_root.fingerprint_sha256
         if same_root != (state.mode == INTERMEDIATE_ONLY):
             return False
         issuing = pki.load_ca(state.to_generation)  # checks the key pair (and the intermediate's key)
@@ -555,7 +554,7 @@ def _record_generation(pki: Pki, state: RotationState) -> None:
     if (directory / "cross.crt").is_file():
         rows.append(("cross", directory / "cross.crt", None))
     for kind, cert_path, key_path in rows:
-        info = _cert_file_info(cert_path)
+        info = cert_file_info(cert_path)
         if pki.inventory.by_serial(info.serial_hex) is not None:
             continue
         name = info.common_name or info.subject
@@ -613,9 +612,9 @@ def finish_rotation(pki: Pki, *, force: bool = False, now: datetime | None = Non
         # after a crash completes it without asking for --force again.
         _save_state(pki, RotationState(FINISHING, state.from_generation, state.to_generation, state.mode, state.cross_sign))
         action = "finished"
-    before = _bundle_infos(pki)
+    before = pki.trust_anchors()
     _write_bundle(pki, (state.to_generation,))
-    kept = {c.fingerprint_sha256 for c in _bundle_infos(pki)}
+    kept = {c.fingerprint_sha256 for c in pki.trust_anchors()}
     dropped = tuple(c for c in before if c.fingerprint_sha256 not in kept)
     cross_archive = _archive_cross(pki, state.to_generation)
     crl = write_crl(pki, now=now) if crl_path(pki.path).is_file() else None
@@ -666,19 +665,14 @@ def _write_bundle(pki: Pki, generations: Iterable[int]) -> None:
     atomic_write(pki.trust_bundle_path, data, PUBLIC_FILE_MODE)
 
 
-def _bundle_infos(pki: Pki) -> list[CertInfo]:
-    data = read_file(pki.trust_bundle_path, "trust bundle")
-    return [info_from_certificate(c) for c in load_certificates(data, source="trust bundle")]
-
-
 def _root_key_path(pki: Pki, generation: int) -> Path:
     """Where generation's root key lives: its own directory, or an earlier one when the
     generation came from an --intermediate-only rotation and shares the root."""
-    fingerprint = _fingerprint(pki.ca_dir(generation) / "root.crt")
+    fingerprint = cert_file_info(pki.ca_dir(generation) / "root.crt").fingerprint_sha256
     for candidate in range(generation, 0, -1):
         directory = pki.ca_dir(candidate)
         if (directory / "root.key").is_file() and (directory / "root.crt").is_file():
-            if _fingerprint(directory / "root.crt") == fingerprint:
+            if cert_file_info(directory / "root.crt").fingerprint_sha256 == fingerprint:
                 return directory / "root.key"
     raise NotFoundError(
         f"the root CA key of generation {generation} is not in {pki.path / 'ca'}",
@@ -714,14 +708,6 @@ def _org(cert_path: Path) -> str | None:
 
 def _ca_days(info: CertInfo) -> int:
     return max(1, round((info.not_after - info.not_before - profiles.BACKDATE).total_seconds() / 86400))
-
-
-def _cert_file_info(path: Path) -> CertInfo:
-    return info_from_certificate(load_certificates(read_file(path, "certificate"), source=str(path))[0])
-
-
-def _fingerprint(path: Path) -> str:
-    return _cert_file_info(path).fingerprint_sha256
 
 
 def _ca_dict(info: CertInfo) -> dict[str, object]:
