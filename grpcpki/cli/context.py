@@ -53,7 +53,7 @@ class App:
         else:
             raise PassphraseError(
                 "the CA key is encrypted and no passphrase was given",
-                f"set {PASSPHRASE_ENV} or pass --passphrase-file FILE (before the command name)",
+                f"set {PASSPHRASE_ENV} or pass --passphrase-file FILE",
             )
         if not value:
             raise PassphraseError("the passphrase is empty", "use a non-empty passphrase")

@@ -106,7 +106,9 @@ def _issue(
     sans += [San("uri", validate_uri(v)) for v in uri]
     sans += [San("uri", validate_spiffe_id(v)) for v in spiffe_id]
     pki = app.pki()
-    # Unlock the CA first: a passphrase prompt must not share the line with a spinner.
+    # Bad input is reported before the passphrase is asked for; then unlock the CA before the
+    # spinner starts, so a prompt never shares its line.
+    pki.check_can_issue(name, sans=sans, name_as_san=name_as_san, replace=replace)
     pki.signing_ca()
     with console.err().status(f"Issuing {role} certificate {name!r}..."):
         record = pki.issue(

@@ -440,26 +440,7 @@ class CA:
         ``key_pem`` reuses an existing key (renewal with ``--keep-key``).
         """
         role = Role(role)
-        if not name or len(name) > _MAX_COMMON_NAME:
-            raise InvalidNameError(
-                f"certificate name must be 1 to {_MAX_COMMON_NAME} characters, got {len(name)}",
-                "use a short name; put long identities in --uri/--spiffe-id",
-            )
-        parsed = [s if isinstance(s, San) else parse_san(s) for s in sans]
-        if name_as_san:
-            host = looks_like_host(name)
-            if host is not None:
-                parsed.insert(0, host)
-                if host == San("dns", "localhost"):
-                    parsed += [San("ip", "127.0.0.1"), San("ip", "::1")]
-        final_sans = dedupe(parsed)
-        if not final_sans:
-            # Go (since 1.15) ignores the CommonName, and cryptography's verifier requires a SAN:
-            # a certificate without one is useless to half the gRPC world.
-            raise InvalidNameError(
-                f"{name!r} is not a hostname, so the certificate would have no SAN",
-                "add one with --dns, --ip, --uri or --spiffe-id",
-            )
+        final_sans = leaf_sans(name, sans, name_as_san=name_as_san)
         if self.info.name_constraints is not None:
             self.info.name_constraints.check(final_sans)
         self._check_can_sign(now)
@@ -534,6 +515,36 @@ class CA:
             f"the {what} would be valid until {requested:%Y-%m-%d}, past the CA's expiry on {ca_end:%Y-%m-%d}",
             f"use --days {days_left} or less, or rotate the CA with `grpcpki ca rotate begin`",
         )
+
+
+def leaf_sans(name: str, sans: Iterable[str | San] = (), *, name_as_san: bool = True) -> tuple[San, ...]:
+    """The SANs a leaf called NAME gets, validated; InvalidNameError if it would have none.
+
+    A NAME that is a hostname or IP becomes a SAN too; ``localhost`` also gets 127.0.0.1 and
+    ::1, because gRPC checks IP targets only against IP SANs (grpc-errors.md q1). Needs no key,
+    so it can run before an encrypted CA is unlocked.
+    """
+    if not name or len(name) > _MAX_COMMON_NAME:
+        raise InvalidNameError(
+            f"certificate name must be 1 to {_MAX_COMMON_NAME} characters, got {len(name)}",
+            "use a short name; put long identities in --uri/--spiffe-id",
+        )
+    parsed = [s if isinstance(s, San) else parse_san(s) for s in sans]
+    if name_as_san:
+        host = looks_like_host(name)
+        if host is not None:
+            parsed.insert(0, host)
+            if host == San("dns", "localhost"):
+                parsed += [San("ip", "127.0.0.1"), San("ip", "::1")]
+    final_sans = dedupe(parsed)
+    if not final_sans:
+        # Go (since 1.15) ignores the CommonName, and cryptography's verifier requires a SAN:
+        # a certificate without one is useless to half the gRPC world.
+        raise InvalidNameError(
+            f"{name!r} is not a hostname, so the certificate would have no SAN",
+            "add one with --dns, --ip, --uri or --spiffe-id",
+        )
+    return final_sans
 
 
 def _name(common_name: str, org: str | None) -> x509.Name:

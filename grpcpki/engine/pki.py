@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from grpcpki.engine import profiles
-from grpcpki.engine.certs import CA, CertInfo, Leaf, cert_file_info, cert_info, cert_infos, load_certificates
+from grpcpki.engine.certs import CA, CertInfo, Leaf, cert_file_info, cert_info, cert_infos, leaf_sans, load_certificates
 from grpcpki.engine.errors import (
     AlreadyExistsError,
     CAExistsError,
@@ -277,18 +277,30 @@ class Pki:
         If NAME is already active this raises AlreadyExistsError, unless ``replace``: then the new
         certificate (with the names given now) supersedes it and the old one is archived.
         """
+        existing = self.check_can_issue(name, sans=sans, name_as_san=name_as_san, replace=replace)
+        leaf = self.signing_ca().issue(
+            role, name, sans=sans, days=days, key_type=key_type, also_client=also_client,
+            also_server=also_server, name_as_san=name_as_san, now=now,
+        )
+        return self.store_leaf(leaf, replaces=existing)
+
+    def check_can_issue(
+        self, name: str, *, sans: Iterable[str | San] = (), name_as_san: bool = True, replace: bool = False
+    ) -> Record | None:
+        """Raise unless NAME may be issued with these SANs (valid names, at least one SAN, NAME free
+        unless ``replace``); return the record it replaces.
+
+        Cheap and key-free, so a caller can run it before unlocking an encrypted CA key.
+        """
         validate_cert_name(name)
+        leaf_sans(name, sans, name_as_san=name_as_san)
         existing = self.inventory.active_leaf(name)
         if existing is not None and not replace:
             raise AlreadyExistsError(
                 f"{existing.kind} certificate {name!r} already exists (expires {existing.not_after:%Y-%m-%d})",
                 f"`grpcpki renew {name}` renews it with the same names; add --replace to reissue it with these",
             )
-        leaf = self.signing_ca().issue(
-            role, name, sans=sans, days=days, key_type=key_type, also_client=also_client,
-            also_server=also_server, name_as_san=name_as_san, now=now,
-        )
-        return self.store_leaf(leaf, replaces=existing)
+        return existing
 
     def store_leaf(self, leaf: Leaf, *, replaces: Record | None = None) -> Record:
         """Write a leaf's files and inventory row together; archive ``replaces`` in the same step."""

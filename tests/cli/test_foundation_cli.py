@@ -235,3 +235,13 @@ def test_a_ca_that_cannot_sign(cli: Cli, pki: Path) -> None:
 def test_a_ca_key_that_is_not_a_key(cli: Cli, pki: Path) -> None:
     (pki / "ca/g1/root.key").write_text("not a key\n")
     assert_clean_error(cli("issue", "server", "localhost"), "CA key is not a PEM file")
+
+
+def test_bad_input_is_reported_before_the_passphrase_is_asked_for(cli: Cli, tmp_path: Path) -> None:
+    assert cli("init-ca", "--encrypt", env={"GRPCPKI_PASSPHRASE": "s3cret"}).code == 0
+    assert cli("issue", "server", "localhost", env={"GRPCPKI_PASSPHRASE": "s3cret"}).code == 0
+    before = tree(tmp_path / "pki")
+    # No passphrase available: the real problem with the input is what the user hears about.
+    assert_clean_error(cli("issue", "server", "bad_name.x"), "would have no SAN")
+    assert_clean_error(cli("issue", "server", "localhost"), "already exists", "--replace")
+    assert tree(tmp_path / "pki") == before
