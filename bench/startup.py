@@ -1,16 +1,20 @@
-"""Start-up cost of commands that do not need grpc, as a ratio against baselines run here.
+"""Start-up cost of grpcpki commands, as ratios against baselines run here, in the same run.
 
-grpc is imported lazily so that `grpcpki list`/`issue`/`inspect` start fast. This reports, for
-the same interpreter and machine, the median wall time of:
+Issue 10's target: `grpcpki --help` at most 1.5x a click-only "hello" app. This reports the
+median wall time (each command run --runs times, interleaved so machine noise hits all alike) of:
 
-  baseline   python -c pass
-  grpcpki    python -m grpcpki --version  (CLI group, no command module)
-  list       python -m grpcpki list       (engine + inventory, no grpc)
-  grpc       python -c "import grpc"      (what every command would pay if imported eagerly)
+  python -c pass          the interpreter alone
+  click hello --help      a click group with one command: the floor for any click CLI
+  grpcpki --help          the lazy group: short help from data, no command module imported
+  grpcpki --version
+  grpcpki list            inventory only: no cryptography, no rich, no grpc
+  grpcpki inspect NAME    a command that does need cryptography
+  python -c 'import grpc' what every command would pay if grpc were imported eagerly
 
-and prints each as a ratio to the baseline. No thresholds: it reports, people judge.
+and prints each as a ratio to the click hello app and to the bare interpreter. No thresholds:
+it reports, people judge.
 
-    python bench/startup.py [--runs 15]
+    python bench/startup.py [--runs 21]
 """
 
 from __future__ import annotations
@@ -23,34 +27,53 @@ import tempfile
 import time
 from pathlib import Path
 
+HELLO = '''
+import click
 
-def median_seconds(argv: list[str], runs: int, cwd: Path) -> float:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(argv, cwd=cwd, check=True, capture_output=True)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+@click.group()
+def cli():
+    """Hello: the smallest click application."""
+
+@cli.command()
+def hello():
+    """Say hello."""
+    click.echo("hello")
+
+cli()
+'''
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=21)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
-        subprocess.run([sys.executable, "-m", "grpcpki", "init-ca"], cwd=cwd, check=True, capture_output=True)
+        (cwd / "hello.py").write_text(HELLO)
+        grpcpki = [sys.executable, "-m", "grpcpki"]
+        subprocess.run([*grpcpki, "init-ca"], cwd=cwd, check=True, capture_output=True)
+        subprocess.run([*grpcpki, "issue", "server", "localhost"], cwd=cwd, check=True, capture_output=True)
         cases = {
-            "baseline": [sys.executable, "-c", "pass"],
-            "grpcpki --version": [sys.executable, "-m", "grpcpki", "--version"],
-            "grpcpki list": [sys.executable, "-m", "grpcpki", "list"],
+            "python -c pass": [sys.executable, "-c", "pass"],
+            "click hello --help": [sys.executable, "hello.py", "--help"],
+            "grpcpki --help": [*grpcpki, "--help"],
+            "grpcpki --version": [*grpcpki, "--version"],
+            "grpcpki list": [*grpcpki, "list"],
+            "grpcpki inspect localhost": [*grpcpki, "inspect", "localhost"],
             "import grpc": [sys.executable, "-c", "import grpc"],
         }
-        results = {name: median_seconds(argv, args.runs, cwd) for name, argv in cases.items()}
-    base = results["baseline"]
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(args.runs):
+            for name, argv in cases.items():
+                start = time.perf_counter()
+                subprocess.run(argv, cwd=cwd, check=True, capture_output=True)
+                samples[name].append(time.perf_counter() - start)
+    results = {name: statistics.median(values) for name, values in samples.items()}
+    hello, bare = results["click hello --help"], results["python -c pass"]
+    print(f"{'command':28s} {'median':>9s} {'x click hello':>14s} {'x python':>9s}")
     for name, seconds in results.items():
-        print(f"{name:20s} {seconds * 1000:8.1f} ms   x{seconds / base:5.2f} of baseline")
-    print(f"grpcpki list avoids {results['import grpc'] - base:.3f}s of grpc import per call")
+        print(f"{name:28s} {seconds * 1000:7.1f}ms {seconds / hello:14.2f} {seconds / bare:9.2f}")
+    print(f"\ngrpcpki --help / click hello --help = {results['grpcpki --help'] / hello:.2f} (target <= 1.5)")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import textwrap
 from typing import NoReturn
 
 import click
@@ -31,6 +32,26 @@ LAZY_COMMANDS: dict[str, str] = {
     "demo": "grpcpki.cli.demo_cmd:demo",
     "doctor": "grpcpki.cli.diagnose_cmd:doctor",
     "probe": "grpcpki.cli.diagnose_cmd:probe",
+}
+
+# command name -> its short help, as `grpcpki --help` lists it. Kept here as data so that the
+# top-level help imports no command module (each would pull in cryptography, rich or grpc:
+# 3.4x the start-up of a click-only app, issue 10). tests/speed/test_startup.py checks that each
+# entry equals the command's own first sentence, so this table cannot drift: a new command adds
+# one line here (the test prints it).
+SHORT_HELP: dict[str, str] = {
+    "init-ca": "Create a certificate authority in the PKI directory.",
+    "ca": "Manage the certificate authority (create it with `grpcpki init-ca`).",
+    "issue": "Issue a server or client certificate signed by the PKI's CA.",
+    "list": "List the certificates issued by this PKI.",
+    "inspect": "Show what a certificate (or key) says, and whether it verifies against this PKI.",
+    "renew": "Reissue certificates that are due, with the same name, SANs and usages.",
+    "revoke": "Revoke a certificate and rewrite PKI/crl.pem, signed by its issuing CA.",
+    "serve": "Run the helloworld Greeter server with mTLS (default), --tls or --plaintext.",
+    "greet": "Call SayHello on a Greeter server and explain any failure in plain words.",
+    "demo": "Run the whole story: CA, certificates, mTLS Greeter, a call, a rejected call.",
+    "doctor": "Check certificates, keys and trust bundles offline, and say how to fix what is wrong.",
+    "probe": "Handshake with a running server and report what a gRPC client will run into.",
 }
 
 
@@ -58,6 +79,29 @@ class LazyGroup(click.Group):
             raise
         loaded: click.Command = getattr(module, attribute)
         return loaded
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Like click's, but reads each short help from :data:`SHORT_HELP` instead of importing
+        the command (a command missing from the table is imported, so it still shows)."""
+        rows: list[tuple[str, str]] = []
+        names = self.list_commands(ctx)
+        if not names:
+            return
+        # The same width click gives: three times the default spacing.
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        for name in names:
+            text = SHORT_HELP.get(name)
+            if text is None:
+                command = self.get_command(ctx, name)
+                if command is None or command.hidden:
+                    continue
+                text = command.get_short_help_str(limit)
+            elif len(text) > limit:
+                text = textwrap.shorten(text, max(limit, 3), placeholder="...", break_on_hyphens=False)
+            rows.append((name, text))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 @click.group(
@@ -101,7 +145,6 @@ def cli(ctx: click.Context, pki_dir: str, passphrase_file: str | None) -> None:
 
 def main(args: list[str] | None = None, prog_name: str | None = None) -> NoReturn:
     """Entry point: run the CLI, render expected errors as one line, exit with click's codes."""
-    from grpcpki.cli.console import render_error
     from grpcpki.engine.errors import GrpcpkiError
 
     try:
@@ -118,15 +161,22 @@ def main(args: list[str] | None = None, prog_name: str | None = None) -> NoRetur
         exc.show()
         sys.exit(exc.exit_code)
     except GrpcpkiError as exc:
-        render_error(exc.message, exc.hint)
+        _render_error(exc.message, exc.hint)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the one place an unexpected error becomes a message
         if os.environ.get("GRPCPKI_DEBUG"):
             raise
-        render_error(
+        _render_error(
             f"unexpected error: {type(exc).__name__}: {exc}",
             "this is a bug in grpcpki; rerun with GRPCPKI_DEBUG=1 for the traceback and report it",
         )
         sys.exit(1)
+
+
+def _render_error(message: str, hint: str | None) -> None:
+    # rich is imported only when there is an error to show: `--help` and a clean run skip it.
+    from grpcpki.cli.console import render_error
+
+    render_error(message, hint)

@@ -1,60 +1,190 @@
-"""``grpcpki list`` and ``grpcpki inspect``: what the PKI holds, and what a certificate says."""
+"""``grpcpki list`` and ``grpcpki inspect``: what the PKI holds, and what a certificate says.
+
+``list`` streams from the inventory (``Inventory.iter_records``) and writes as it reads, so
+100,000 certificates list in constant memory; only a terminal gets a rich table, of the rows
+that fit on the screen. rich and cryptography are imported only on the paths that need them.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
-from grpcpki.cli import console
 from grpcpki.cli.context import App, pass_app, pki_options
 from grpcpki.cli.params import DURATION
+
+if TYPE_CHECKING:
+    from grpcpki.engine.inventory import Record
+
+_KINDS = ("server", "client", "root", "intermediate", "cross")
+# Title, header and borders of the table, the footer line and the shell prompt.
+_TABLE_CHROME = 7
 
 
 @click.command("list")
 @click.option("--expiring", type=DURATION, default=None, metavar="DURATION",
-              help="Only certificates that expire within DURATION (30d, 12h, 2w).")
-@click.option("--kind", type=click.Choice(["server", "client"]), default=None, help="Only this kind.")
-@click.option("--all", "include_inactive", is_flag=True, help="Include superseded and revoked certificates.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+              help="Only certificates that expire within DURATION (30d, 12h, 2w), expired ones included.")
+@click.option("--expired", is_flag=True, help="Only certificates already past their expiry.")
+@click.option("--before", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"]),
+              default=None, metavar="DATE", help="Only certificates that expire before DATE (UTC, 2027-01-31).")
+@click.option("--kind", type=click.Choice(_KINDS), default=None, help="Only this kind (CA certificates included by default).")
+@click.option("--all", "include_inactive", is_flag=True, help="Include superseded, revoked and archived certificates.")
+@click.option("--limit", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Show at most N rows (0: all) [default: what fits on a terminal, all when piped].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array for scripts (streamed).")
 @pki_options
 @pass_app
-def list_cmd(app: App, expiring: timedelta | None, kind: str | None, include_inactive: bool, as_json: bool) -> None:
+def list_cmd(
+    app: App, expiring: timedelta | None, expired: bool, before: datetime | None, kind: str | None,
+    include_inactive: bool, limit: int | None, as_json: bool,
+) -> None:
     """List the certificates issued by this PKI.
+
+    Sorted by expiry, soonest first; the CA certificates (kind root, intermediate) are listed
+    with the leaves. An active certificate past its expiry shows as "expired". Serials are
+    printed as `openssl x509 -noout -serial` prints them.
+
+    On a terminal: a table of the rows that fit, and how many there are in all. Piped: plain
+    rows, one per certificate, tab-separated, never wrapped: name, kind, status, expiry (UTC),
+    days left, serial, SANs (comma-separated).
 
     \b
     Examples:
       grpcpki list
       grpcpki list --expiring 30d --kind server
-      grpcpki list --json | jq -r '.[].name'
+      grpcpki list --expired
+      grpcpki list --before 2027-01-31 | cut -f1,4
+      grpcpki list --json | jq -r '.[] | "\\(.name) \\(.days_left)"'
     """
-    pki = app.pki()
-    records = pki.records(kind=kind, expiring_within=expiring, include_inactive=include_inactive)
-    if as_json:
-        console.print_json([r.to_dict() for r in records])
-        return
-    if not records:
-        what = f"{kind} certificates" if kind else "certificates"
-        suffix = f" expiring within {expiring.days} days" if expiring else ""
-        console.info(f"No {what}{suffix} in {pki.path}.")
-        return
+    from grpcpki.engine.inventory import open_inventory
+
+    given = [flag for flag, value in (("--expiring", expiring), ("--expired", expired), ("--before", before)) if value]
+    if len(given) > 1:
+        raise click.UsageError(f"give one of --expiring, --expired and --before, not {' and '.join(given)}")
     now = datetime.now(UTC)
-    table = Table(title=f"Certificates in {pki.path}", title_justify="left")
-    for column in ("name", "kind", "SANs", "expires", "status", "serial"):
-        table.add_column(column, overflow="fold")
+    expiring_before = None
+    if expiring is not None:
+        expiring_before = now + expiring
+    elif expired:
+        expiring_before = now
+    elif before is not None:
+        expiring_before = before.replace(tzinfo=UTC)
+    inventory = open_inventory(app.pki_path)
+    filters: dict[str, object] = {
+        "kinds": (kind,) if kind else None,
+        "statuses": None if include_inactive else ("active",),
+        "expiring_before": expiring_before,
+    }
+    try:
+        if as_json:
+            _write_json(inventory.iter_records(**filters, limit=limit or None), now)  # type: ignore[arg-type]
+        elif sys.stdout.isatty():
+            _write_table(app, inventory, filters, limit, now, kind=kind, expiring=expiring, expired=expired,
+                         before=before)
+        else:
+            _write_rows(inventory.iter_records(**filters, limit=limit or None), now)  # type: ignore[arg-type]
+    except BrokenPipeError:
+        # `grpcpki list | head`: the reader has what it wanted. Point stdout at /dev/null so the
+        # interpreter's final flush does not complain about the closed pipe.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        inventory.close()
+
+
+def _write_rows(records: Iterator[Record], now: datetime) -> None:
+    write = sys.stdout.write
     for record in records:
+        write(
+            f"{record.name}\t{record.kind}\t{record.state(now)}\t{record.not_after:%Y-%m-%dT%H:%M:%SZ}\t"
+            f"{record.days_left(now)}\t{record.openssl_serial}\t{','.join(record.sans)}\n"
+        )
+    sys.stdout.flush()
+
+
+def _write_json(records: Iterator[Record], now: datetime) -> None:
+    """One JSON array, as before, written one object per line as the rows arrive."""
+    write = sys.stdout.write
+    separator = "[\n  "
+    for record in records:
+        write(separator)
+        write(json.dumps(_json_record(record, now)))
+        separator = ",\n  "
+    write("[]\n" if separator == "[\n  " else "\n]\n")
+    sys.stdout.flush()
+
+
+def _json_record(record: Record, now: datetime) -> dict[str, object]:
+    data = record.to_dict()
+    for key, value in data.items():
+        if isinstance(value, datetime):
+            data[key] = f"{value:%Y-%m-%dT%H:%M:%SZ}"
+    data["serial_openssl"] = record.openssl_serial
+    data["state"] = record.state(now)
+    data["days_left"] = record.days_left(now)
+    return data
+
+
+def _write_table(
+    app: App, inventory: object, filters: dict[str, object], limit: int | None, now: datetime, *,
+    kind: str | None, expiring: timedelta | None, expired: bool, before: datetime | None,
+) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from grpcpki.cli import console
+    from grpcpki.engine.inventory import Inventory
+
+    assert isinstance(inventory, Inventory)
+    total = inventory.count(**filters)  # type: ignore[arg-type]
+    if total == 0:
+        what = f"{kind} certificates" if kind else "certificates"
+        if expiring is not None:
+            what += f" expiring within {_duration_words(expiring)}"
+        elif expired:
+            what = "expired " + what
+        elif before is not None:
+            what += f" expiring before {before:%Y-%m-%d}"
+        console.info(f"No {what} in {app.pki_path}.")
+        return
+    if limit is None:
+        shown = max(5, console.out().size.height - _TABLE_CHROME)
+    else:
+        shown = limit or total
+    table = Table(title=f"Certificates in {escape(str(app.pki_path))}, soonest expiry first", title_justify="left")
+    for column in ("name", "kind", "status", "expires"):
+        table.add_column(column, overflow="fold")
+    # Whole serials, never folded: people match them against `openssl x509 -serial`.
+    table.add_column("serial", no_wrap=True)
+    table.add_column("SANs", overflow="fold")
+    for record in inventory.iter_records(**filters, limit=shown):  # type: ignore[arg-type]
+        state = record.state(now)
         style = console.expiry_style(record.not_after, record.not_before, now)
         table.add_row(
             escape(record.name),
             record.kind,
-            escape("\n".join(record.sans)),
+            f"[bold red]{state}[/]" if state == "expired" else state,
             f"[{style}]{console.relative(record.not_after, now)}[/] ({record.not_after:%Y-%m-%d})",
-            record.status,
-            record.serial[:16] + "…",
+            record.openssl_serial,
+            escape(", ".join(record.sans)),
         )
     console.out().print(table)
+    if total > shown:
+        console.info(
+            f"showing {shown:,} of {total:,}, soonest expiry first; `grpcpki list | less -S` or --limit 0 shows all"
+        )
+
+
+def _duration_words(delta: timedelta) -> str:
+    if delta % timedelta(days=1) == timedelta(0):
+        return f"{delta.days} days"
+    return f"{delta.total_seconds() / 3600:g} hours"
 
 
 @click.command("inspect")
@@ -76,6 +206,7 @@ def inspect_cmd(app: App, target: str, as_json: bool) -> None:
     """
     from pathlib import Path
 
+    from grpcpki.cli import console
     from grpcpki.engine.pki import Pki, inspect_file
 
     if Pki.exists(app.pki_path):
@@ -104,6 +235,10 @@ def inspect_cmd(app: App, target: str, as_json: bool) -> None:
 
 
 def _render(inspection: object) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from grpcpki.cli import console
     from grpcpki.engine.pki import Inspection
 
     assert isinstance(inspection, Inspection)

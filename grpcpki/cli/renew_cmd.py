@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -98,6 +98,8 @@ def _renew_once(
     """One pass; True if nothing failed."""
     from grpcpki.engine.rotation import plan_renewals, renew as renew_engine
 
+    if dry_run:
+        return _dry_run(app, names, within=within, force=force, as_json=as_json, compact=compact)
     pki = app.pki()
     due = sum(1 for d in plan_renewals(pki, names, within=within, force=force) if d.due)
     if due and not dry_run:
@@ -138,6 +140,71 @@ def _renew_once(
     else:
         _report(results, dry_run=dry_run)
     return not failed
+
+
+def _dry_run(
+    app: App, names: Sequence[str], *, within: timedelta | None, force: bool, as_json: bool, compact: bool
+) -> bool:
+    """What a pass would renew, streamed from the inventory: a line per certificate that is due
+    and one summary line, never a line per certificate skipped (100,000 of them, issue 10)."""
+    from grpcpki.engine.rotation import RenewDecision, plan_renewals, renew_after, renewal_due
+
+    pki = app.pki()
+    now = datetime.now(UTC)
+    decisions: Iterable[RenewDecision]
+    if names:
+        decisions = plan_renewals(pki, names, within=within, force=force, now=now)
+    else:
+        generation = pki.generation
+
+        def stream() -> Iterator[RenewDecision]:
+            for record in pki.inventory.iter_records(kinds=("server", "client")):
+                due, reason = renewal_due(record, current_generation=generation, within=within, now=now)
+                yield RenewDecision(record, due or force, reason if due or not force else "forced")
+
+        decisions = stream()
+    due_count = skipped = 0
+    next_due: tuple[datetime, str] | None = None
+    newline = "\n" if not compact else ""
+    indent = "  " if not compact else ""
+    separator = f"{{{newline}{indent}\"dry_run\": true,{newline or ' '}{indent}\"certificates\": ["
+    for decision in decisions:
+        record = decision.record
+        if not decision.due:
+            skipped += 1
+            renew_at = renew_after(record)
+            if next_due is None or renew_at < next_due[0]:
+                next_due = (renew_at, record.name)
+            continue
+        due_count += 1
+        if as_json:
+            item = {"name": record.name, "kind": record.kind, "action": "would-renew", "reason": decision.reason,
+                    "old_serial": record.serial, "new_serial": None,
+                    "not_after": f"{record.not_after:%Y-%m-%dT%H:%M:%SZ}"}
+            sys.stdout.write(f"{separator}{newline}{indent * 2}{json.dumps(item)}")
+            separator = ","
+        else:
+            # Plain writes: names come from certificates and must never be read as rich markup.
+            sys.stderr.write(f"would renew {record.kind} {record.name}: {decision.reason}\n")
+    if as_json:
+        if separator.endswith("["):
+            sys.stdout.write(separator)
+        close = f"{newline}{indent}]" if due_count else "]"
+        sys.stdout.write(
+            f"{close},{newline or ' '}{indent}\"renewed\": 0, \"would_renew\": {due_count}, "
+            f"\"skipped\": {skipped}, \"failed\": 0{newline}}}\n"
+        )
+        sys.stdout.flush()
+        return True
+    sys.stderr.flush()
+    if due_count == 0 and skipped == 0:
+        console.info("no active certificates to renew")
+        return True
+    summary = f"dry run: {due_count} would be renewed, {skipped} not due"
+    if next_due is not None:
+        summary += f"; the next falls due on {next_due[0]:%Y-%m-%d} ({next_due[1]})"
+    console.info(summary)
+    return True
 
 
 def _report(results: Sequence[RenewResult], *, dry_run: bool) -> None:

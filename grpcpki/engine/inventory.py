@@ -12,10 +12,10 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from grpcpki.engine.errors import InventoryError
+from grpcpki.engine.errors import InventoryError, NoCAError
 
 KINDS = ("root", "intermediate", "cross", "server", "client")
 STATUSES = ("active", "superseded", "revoked", "archived")
@@ -59,12 +59,24 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+_DAY = timedelta(days=1)
+
+
+def openssl_serial(serial_hex: str) -> str:
+    """``5a3f`` -> ``5A3F``, ``a3f`` -> ``0A3F``: OpenSSL prints each byte of the DER integer's
+    magnitude as two uppercase digits (i2a_ASN1_INTEGER), so people can match the two outputs."""
+    text = serial_hex.upper()
+    return "0" + text if len(text) % 2 else text
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    # fromisoformat (C, reads the trailing Z since Python 3.11) is ~20x faster than strptime:
+    # it is most of the cost of streaming 100,000 rows through `grpcpki list`.
+    return datetime.fromisoformat(text)
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,21 @@ class Record:
     @property
     def is_leaf(self) -> bool:
         return self.kind in ("server", "client")
+
+    @property
+    def openssl_serial(self) -> str:
+        """The serial as `openssl x509 -noout -serial` prints it: uppercase hex, whole bytes."""
+        return openssl_serial(self.serial)
+
+    def state(self, now: datetime | None = None) -> str:
+        """The status, except that an active certificate past its notAfter is "expired"."""
+        if self.status == "active" and self.not_after <= (now or datetime.now(UTC)):
+            return "expired"
+        return self.status
+
+    def days_left(self, now: datetime | None = None) -> int:
+        """Whole days until notAfter (negative once expired), rounded down."""
+        return (self.not_after - (now or datetime.now(UTC))) // _DAY
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -233,26 +260,56 @@ class Inventory:
         expiring_before: datetime | None = None,
         ca_generation: int | None = None,
     ) -> list[Record]:
-        clauses: list[str] = []
-        params: list[object] = []
-        if kinds:
-            clauses.append(f"kind IN ({','.join('?' * len(kinds))})")
-            params += list(kinds)
-        if statuses:
-            clauses.append(f"status IN ({','.join('?' * len(statuses))})")
-            params += list(statuses)
-        if name is not None:
-            clauses.append("name = ?")
-            params.append(name)
-        if expiring_before is not None:
-            clauses.append("not_after < ?")
-            params.append(_iso(expiring_before))
-        if ca_generation is not None:
-            clauses.append("ca_generation = ?")
-            params.append(ca_generation)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._db.execute(f"SELECT * FROM certificates {where} ORDER BY not_after, name", params)
-        return [self._row(r) for r in rows]
+        return list(
+            self.iter_records(
+                kinds=kinds, statuses=statuses, name=name, expiring_before=expiring_before,
+                ca_generation=ca_generation,
+            )
+        )
+
+    def iter_records(
+        self,
+        *,
+        kinds: Sequence[str] | None = None,
+        statuses: Sequence[str] | None = ("active",),
+        name: str | None = None,
+        expiring_before: datetime | None = None,
+        ca_generation: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Record]:
+        """Like :meth:`query`, sorted by expiry then name, but streamed: memory stays flat however
+        many rows match (``grpcpki list`` over 100,000 certificates).
+
+        Reads through the (status, not_after) index when statuses are given, so the expiry order
+        and an ``expiring_before`` bound cost no sort. The rows are read from one snapshot.
+        """
+        where, params = _where(kinds, statuses, name, expiring_before, ca_generation)
+        sql = f"SELECT * FROM certificates {where} ORDER BY not_after, name"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        # A cursor of its own: a write on self._db while the caller iterates must not reset it.
+        cursor = self._db.cursor()
+        try:
+            cursor.execute(sql, params)
+            while rows := cursor.fetchmany(512):
+                for row in rows:
+                    yield self._row(row)
+        finally:
+            cursor.close()
+
+    def count(
+        self,
+        *,
+        kinds: Sequence[str] | None = None,
+        statuses: Sequence[str] | None = ("active",),
+        name: str | None = None,
+        expiring_before: datetime | None = None,
+        ca_generation: int | None = None,
+    ) -> int:
+        """How many rows :meth:`iter_records` would yield with the same filters."""
+        where, params = _where(kinds, statuses, name, expiring_before, ca_generation)
+        return int(self._db.execute(f"SELECT count(*) FROM certificates {where}", params).fetchone()[0])
 
     def by_serial(self, serial: str) -> Record | None:
         row = self._db.execute("SELECT * FROM certificates WHERE serial = ?", (serial.lower(),)).fetchone()
@@ -335,6 +392,48 @@ class Inventory:
                 )
 
 
+def open_inventory(pki_dir: Path | str) -> Inventory:
+    """The inventory of an existing PKI directory, for read-only commands (``grpcpki list``).
+
+    Unlike ``Pki.open`` it imports no cryptography, so a listing starts as fast as Python does.
+    """
+    root = Path(pki_dir)
+    db_path = root / "inventory.db"
+    if not db_path.is_file():
+        raise NoCAError(
+            f"no CA in {root.resolve()}",
+            "create one with `grpcpki init-ca`, or point --pki / GRPCPKI_HOME at your PKI directory",
+        )
+    return Inventory(db_path, root)
+
+
+def _where(
+    kinds: Sequence[str] | None,
+    statuses: Sequence[str] | None,
+    name: str | None,
+    expiring_before: datetime | None,
+    ca_generation: int | None,
+) -> tuple[str, list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    if kinds:
+        clauses.append(f"kind IN ({','.join('?' * len(kinds))})")
+        params += list(kinds)
+    if statuses:
+        clauses.append(f"status IN ({','.join('?' * len(statuses))})")
+        params += list(statuses)
+    if name is not None:
+        clauses.append("name = ?")
+        params.append(name)
+    if expiring_before is not None:
+        clauses.append("not_after < ?")
+        params.append(_iso(expiring_before))
+    if ca_generation is not None:
+        clauses.append("ca_generation = ?")
+        params.append(ca_generation)
+    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
 def _statements(script: str) -> list[str]:
     """Split a migration script into statements (executescript would COMMIT our transaction)."""
     statements, buffer = [], ""
@@ -349,4 +448,4 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-__all__ = ["Inventory", "NewRecord", "Record", "SCHEMA_VERSION"]
+__all__ = ["Inventory", "NewRecord", "Record", "SCHEMA_VERSION", "open_inventory", "openssl_serial"]

@@ -57,9 +57,11 @@ def test_init_issue_list_inspect(cli: Cli, pki: Path) -> None:
     assert Path(data["key_path"]).stat().st_mode & 0o777 == 0o600
 
     listing = json.loads(cli("list", "--json").stdout)
-    assert {(r["name"], r["kind"], r["status"]) for r in listing} == {("localhost", "server", "active"), ("web", "client", "active")}
+    assert {(r["name"], r["kind"], r["status"]) for r in listing} == {
+        ("localhost", "server", "active"), ("web", "client", "active"), ("Test CA", "root", "active")
+    }
     table = cli("list")
-    assert "localhost" in table.stdout and "in 89 days" in table.stdout
+    assert "localhost\tserver\tactive\t" in table.stdout and "\t89\t" in table.stdout
     assert [r["name"] for r in json.loads(cli("list", "--kind", "client", "--json").stdout)] == ["web"]
     assert json.loads(cli("list", "--expiring", "30d", "--json").stdout) == []
 

@@ -17,7 +17,7 @@ def test_issue_replace_supersedes_and_archives(cli: Callable[..., Result], tmp_p
     second = json.loads(cli("issue", "server", "api.example.com", "--ip", "10.0.0.7", "--replace", "--json").stdout)
     assert second["sans"] == ["DNS:api.example.com", "IP:10.0.0.7"]
     assert second["serial"] != first["serial"]
-    history = json.loads(cli("list", "--all", "--json").stdout)
+    history = json.loads(cli("list", "--all", "--kind", "server", "--json").stdout)
     assert {(r["serial"], r["status"]) for r in history} == {(first["serial"], "superseded"), (second["serial"], "active")}
     assert (tmp_path / "pki/archive/api.example.com" / first["serial"] / "cert.pem").is_file()
     # --replace with nothing to replace simply issues.
