@@ -32,6 +32,8 @@ LAZY_COMMANDS: dict[str, str] = {
     "demo": "grpcpki.cli.demo_cmd:demo",
     "doctor": "grpcpki.cli.diagnose_cmd:doctor",
     "probe": "grpcpki.cli.diagnose_cmd:probe",
+    "export": "grpcpki.cli.export_cmd:export_cmd",
+    "completion": "grpcpki.cli.completion_cmd:completion",
 }
 
 # command name -> its short help, as `grpcpki --help` lists it. Kept here as data so that the
@@ -52,6 +54,8 @@ SHORT_HELP: dict[str, str] = {
     "demo": "Run the whole story: CA, certificates, mTLS Greeter, a call, a rejected call.",
     "doctor": "Check certificates, keys and trust bundles offline, and say how to fix what is wrong.",
     "probe": "Handshake with a running server and report what a gRPC client will run into.",
+    "export": "Export certificate NAME for Kubernetes, Java, or any tool that reads PEM or the environment.",
+    "completion": "Print the completion script for SHELL: commands, options, and certificate names.",
 }
 
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from grpcpki.engine.pki import Pki
 
 PASSPHRASE_ENV = "GRPCPKI_PASSPHRASE"
+PKI_DIR_META = "grpcpki.pki_dir"
 
 
 @dataclass
@@ -72,7 +73,12 @@ pass_app = click.make_pass_decorator(App)
 
 def _set_pki(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:
-        ctx.find_object(App).pki_dir = value  # type: ignore[union-attr]
+        # Shell completion parses without running the group, so there is no App yet: keep the
+        # value where the completer (cli/completion_cmd.py) looks for it.
+        ctx.meta[PKI_DIR_META] = value
+        app = ctx.find_object(App)
+        if app is not None:
+            app.pki_dir = value
 
 
 def _set_passphrase_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:

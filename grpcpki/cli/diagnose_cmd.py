@@ -19,6 +19,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from grpcpki.cli import console
+from grpcpki.cli.completion_cmd import complete_names
 from grpcpki.cli.context import PASSPHRASE_ENV, App, pass_app, pki_options
 from grpcpki.cli.params import HOST_PORT
 from grpcpki.engine.errors import GrpcpkiError
@@ -77,7 +78,7 @@ def _counts(findings: Sequence[Finding]) -> str:
 
 
 @click.command("doctor")
-@click.argument("name", required=False, metavar="[NAME]")
+@click.argument("name", required=False, metavar="[NAME]", shell_complete=complete_names())
 @click.option("--cert", type=_FILE, help="Certificate chain file to check (leaf first, then intermediates).")
 @click.option("--key", type=_FILE, help="Private key of --cert.")
 @click.option(
@@ -231,7 +232,7 @@ def _render_checked(items: Sequence[Checked]) -> None:
 @click.command("probe")
 @click.argument("target", metavar="HOST:PORT", type=HOST_PORT)
 @click.option("--ca", type=_FILE, help="Trust bundle to verify the server with [default: the PKI's ca.crt].")
-@click.option("--name", "-n", metavar="CLIENT", help="Also try a mutual handshake with this client certificate from the PKI.")
+@click.option("--name", "-n", metavar="CLIENT", shell_complete=complete_names("client"), help="Also try a mutual handshake with this client certificate from the PKI.")
 @click.option("--cert", type=_FILE, help="Client certificate chain for a mutual handshake.")
 @click.option("--key", type=_FILE, help="Private key of --cert.")
 @click.option(

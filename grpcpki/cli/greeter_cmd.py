@@ -22,6 +22,7 @@ import click
 from rich.markup import escape
 
 from grpcpki.cli.console import err, info, out, render_error, success, warning
+from grpcpki.cli.completion_cmd import complete_names
 from grpcpki.cli.context import App, pass_app, pki_options
 from grpcpki.cli.params import HOST_PORT, LISTEN_ADDRESS
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError
@@ -128,7 +129,7 @@ def _clock() -> str:
 
 
 @click.command("serve")
-@click.option("--name", "-n", metavar="NAME", help="Server certificate from the PKI (as issued by `grpcpki issue server`).")
+@click.option("--name", "-n", metavar="NAME", shell_complete=complete_names("server"), help="Server certificate from the PKI (as issued by `grpcpki issue server`).")
 @click.option("--cert", type=_FILE, help="Certificate chain file to present (leaf first, then intermediates).")
 @click.option("--key", type=_FILE, help="Private key of --cert.")
 @click.option("--ca", type=_FILE, help="Trust bundle for client certificates (required for mTLS with --cert).")
@@ -357,7 +358,7 @@ def _handshake_log_rewriter(server: GreeterServer) -> StderrRewriter | None:
 
 
 @click.command("greet")
-@click.option("--name", "-n", metavar="NAME", help="Client certificate from the PKI (as issued by `grpcpki issue client`).")
+@click.option("--name", "-n", metavar="NAME", shell_complete=complete_names("client"), help="Client certificate from the PKI (as issued by `grpcpki issue client`).")
 @click.option("--cert", type=_FILE, help="Client certificate chain file.")
 @click.option("--key", type=_FILE, help="Private key of --cert.")
 @click.option("--ca", type=_FILE, help="Trust bundle for the server certificate (default: grpc's public roots).")

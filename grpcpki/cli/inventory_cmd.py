@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from grpcpki.cli.completion_cmd import complete_names
 from grpcpki.cli.context import App, pass_app, pki_options
 from grpcpki.cli.params import DURATION
 
@@ -188,7 +189,7 @@ def _duration_words(delta: timedelta) -> str:
 
 
 @click.command("inspect")
-@click.argument("target", metavar="NAME|FILE")
+@click.argument("target", metavar="NAME|FILE", shell_complete=complete_names(files=True))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pki_options
 @pass_app

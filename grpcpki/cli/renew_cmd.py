@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from grpcpki.cli import console
+from grpcpki.cli.completion_cmd import complete_names
 from grpcpki.cli.context import App, pass_app, pki_options
 from grpcpki.cli.params import DURATION
 from grpcpki.engine.errors import GrpcpkiError
@@ -25,7 +26,7 @@ _REASONS = ("unspecified", "keyCompromise", "superseded", "cessationOfOperation"
 
 
 @click.command("renew")
-@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.argument("names", nargs=-1, metavar="[NAME]...", shell_complete=complete_names())
 @click.option("--all", "all_", is_flag=True, help="Consider every active leaf certificate.")
 @click.option(
     "--within", type=DURATION, default=None, metavar="DURATION",
@@ -251,7 +252,7 @@ def _watch(
 
 
 @click.command("revoke")
-@click.argument("target", metavar="NAME|SERIAL")
+@click.argument("target", metavar="NAME|SERIAL", shell_complete=complete_names())
 @click.option("--reason", type=click.Choice(_REASONS), default="unspecified", show_default=True,
               help="RFC 5280 reason code recorded in the CRL.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (stdout).")
