@@ -16,7 +16,7 @@ from typing import NoReturn
 import click
 
 from grpcpki import __version__
-from grpcpki.cli.context import App
+from grpcpki.cli.context import App, lock_timeout_option
 
 # command name -> "module:attribute", imported on first use.
 LAZY_COMMANDS: dict[str, str] = {
@@ -129,8 +129,9 @@ class LazyGroup(click.Group):
     default=None,
     help="File holding the CA key passphrase (else $GRPCPKI_PASSPHRASE, else a prompt).",
 )
+@lock_timeout_option(expose=True)
 @click.pass_context
-def cli(ctx: click.Context, pki_dir: str, passphrase_file: str | None) -> None:
+def cli(ctx: click.Context, pki_dir: str, passphrase_file: str | None, lock_timeout: float | None) -> None:
     """grpcpki: certificates that gRPC accepts, and proof that they work.
 
     \b
@@ -144,7 +145,7 @@ def cli(ctx: click.Context, pki_dir: str, passphrase_file: str | None) -> None:
 
     The PKI directory is ./pki unless --pki or GRPCPKI_HOME says otherwise.
     """
-    ctx.obj = App(pki_dir=pki_dir, passphrase_file=passphrase_file)
+    ctx.obj = App(pki_dir=pki_dir, passphrase_file=passphrase_file, lock_timeout=lock_timeout)
 
 
 def main(args: list[str] | None = None, prog_name: str | None = None) -> NoReturn:

@@ -65,7 +65,7 @@ def init_ca(
         pki = Pki.init(
             app.pki_path, name=name, org=org, key_type=KeyType(key_type), days=days, path_len=path_len,
             constraints=None if constraints.empty else constraints, intermediate=intermediate,
-            passphrase=passphrase, force=force,
+            passphrase=passphrase, force=force, lock=app.lock_options(),
         )
     records = pki.ca_records()
     if as_json:

@@ -13,16 +13,19 @@ import click
 from grpcpki.engine.errors import PassphraseError
 
 if TYPE_CHECKING:
-    from grpcpki.engine.pki import Pki
+    from grpcpki.engine.lock import LockHolder
+    from grpcpki.engine.pki import LockOptions, Pki
 
 PASSPHRASE_ENV = "GRPCPKI_PASSPHRASE"
 PKI_DIR_META = "grpcpki.pki_dir"
+LOCK_TIMEOUT_ENV = "GRPCPKI_LOCK_TIMEOUT"  # read by the engine (grpcpki.engine.lock) when no option is given
 
 
 @dataclass
 class App:
     pki_dir: str
     passphrase_file: str | None = None
+    lock_timeout: float | None = None
     _cached_passphrase: bytes | None = field(default=None, repr=False)
 
     @property
@@ -65,7 +68,26 @@ class App:
         """Open the PKI directory; the passphrase is asked for only if a signing key is needed."""
         from grpcpki.engine.pki import Pki
 
-        return Pki.open(self.pki_path, passphrase=self.passphrase)
+        return Pki.open(self.pki_path, passphrase=self.passphrase, lock=self.lock_options())
+
+    def lock_options(self) -> LockOptions:
+        """How a command that changes the PKI waits for another one: it says whom it waits for, once."""
+        from grpcpki.engine.lock import lock_timeout_from_env
+        from grpcpki.engine.pki import LockOptions
+
+        timeout = self.lock_timeout if self.lock_timeout is not None else lock_timeout_from_env()
+        ctx = click.get_current_context(silent=True)
+        command = ctx.command_path if ctx is not None else "grpcpki"
+
+        def on_wait(holder: LockHolder) -> None:
+            from grpcpki.cli import console
+
+            console.info(
+                f"waiting for {holder.describe()} to finish with {self.pki_path} "
+                f"(giving up after {timeout:g}s; --lock-timeout changes it)"
+            )
+
+        return LockOptions(timeout=timeout, on_wait=on_wait, command=command)
 
 
 pass_app = click.make_pass_decorator(App)
@@ -86,8 +108,33 @@ def _set_passphrase_file(ctx: click.Context, _param: click.Parameter, value: str
         ctx.find_object(App).passphrase_file = value  # type: ignore[union-attr]
 
 
+def _set_lock_timeout(ctx: click.Context, _param: click.Parameter, value: float | None) -> None:
+    if value is not None:
+        ctx.find_object(App).lock_timeout = value  # type: ignore[union-attr]
+
+
+LOCK_TIMEOUT_HELP = (
+    "Seconds to wait while another grpcpki command changes the PKI, then give up [default: 120, or "
+    "$GRPCPKI_LOCK_TIMEOUT]; 0 fails at once. Reading commands never wait."
+)
+
+
+def lock_timeout_option(*, expose: bool) -> Any:
+    return click.option(
+        "--lock-timeout",
+        type=click.FloatRange(0, 86400),
+        default=None,
+        metavar="SECONDS",
+        expose_value=expose,
+        is_eager=not expose,
+        callback=None if expose else _set_lock_timeout,
+        help=LOCK_TIMEOUT_HELP,
+    )
+
+
 def pki_options(func: Any) -> Any:
-    """Accept --pki and --passphrase-file after the command name too (`grpcpki issue ... --pki DIR`)."""
+    """Accept --pki, --passphrase-file and --lock-timeout after the command name too (`grpcpki issue ... --pki DIR`)."""
+    func = lock_timeout_option(expose=False)(func)
     func = click.option(
         "--passphrase-file",
         type=click.Path(dir_okay=False),

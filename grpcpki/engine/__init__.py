@@ -30,6 +30,7 @@ from grpcpki.engine.errors import (
     InvalidNameError,
     InventoryError,
     KeyMismatchError,
+    LockTimeoutError,
     NameConstraintError,
     NoCAError,
     NotFoundError,
@@ -37,6 +38,7 @@ from grpcpki.engine.errors import (
     PemError,
     ProbeError,
     RotationError,
+    StoreError,
     ValidityError,
 )
 
@@ -124,6 +126,7 @@ __all__ = [
     "InvalidNameError",
     "InventoryError",
     "KeyMismatchError",
+    "LockTimeoutError",
     "KeyType",
     "Leaf",
     "Material",
@@ -139,6 +142,7 @@ __all__ = [
     "Role",
     "RotationError",
     "San",
+    "StoreError",
     "ValidityError",
     "cert_info",
     "check_key_pair",

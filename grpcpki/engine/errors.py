@@ -76,3 +76,11 @@ class RotationError(GrpcpkiError):
 
 class ProbeError(GrpcpkiError):
     """A live probe could not be carried out (bad address, refused connection...)."""
+
+
+class LockTimeoutError(GrpcpkiError):
+    """Another grpcpki process held the PKI's lock for longer than the lock timeout."""
+
+
+class StoreError(GrpcpkiError):
+    """The PKI store (files and inventory) is inconsistent or could not be recovered."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from grpcpki.engine.errors import InventoryError, NoCAError
+from grpcpki.engine.errors import AlreadyExistsError, InventoryError, NoCAError
 
 KINDS = ("root", "intermediate", "cross", "server", "client")
 STATUSES = ("active", "superseded", "revoked", "archived")
@@ -186,6 +186,18 @@ class Inventory:
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.execute("PRAGMA busy_timeout = 30000")
         self._migrate()
+        self._use_wal()
+
+    def _use_wal(self) -> None:
+        """WAL: readers (list, inspect, serve) never wait for a writer, and a writer never waits
+        for readers (https://sqlite.org/wal.html). The mode is stored in the file, so this is a
+        no-op after the first time; a read-only user who cannot switch it still reads."""
+        try:
+            mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() != "wal":
+                self._db.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.Error:
+            pass
 
     def close(self) -> None:
         self._db.close()
@@ -221,6 +233,14 @@ class Inventory:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._db.in_transaction
+
+    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
+        """Run one statement on the inventory's connection (savepoints, store bookkeeping)."""
+        return self._db.execute(sql, params)
 
     # -- reads ----------------------------------------------------------------------------
     def _row(self, row: sqlite3.Row) -> Record:
@@ -336,21 +356,42 @@ class Inventory:
             except ValueError:
                 return str(path)
 
+        created = datetime.now(UTC).replace(microsecond=0)
         with self.transaction():
-            cursor = self._db.execute(
-                """INSERT INTO certificates (serial, kind, name, subject, sans, issuer, not_before, not_after,
-                   fingerprint, key_type, status, eku, ca_generation, cert_path, chain_path, key_path, created_at)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (
-                    new.serial.lower(), new.kind, new.name, new.subject, json.dumps(list(new.sans)), new.issuer,
-                    _iso(new.not_before), _iso(new.not_after), new.fingerprint, new.key_type, new.status,
-                    json.dumps(list(new.eku)), new.ca_generation, rel(new.cert_path), rel(new.chain_path),
-                    rel(new.key_path), _iso(datetime.now(UTC)),
-                ),
-            )
-        record = self.by_id(int(cursor.lastrowid or 0))
-        assert record is not None
-        return record
+            try:
+                cursor = self._db.execute(
+                    """INSERT INTO certificates (serial, kind, name, subject, sans, issuer, not_before, not_after,
+                       fingerprint, key_type, status, eku, ca_generation, cert_path, chain_path, key_path,
+                       created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                    (
+                        new.serial.lower(), new.kind, new.name, new.subject, json.dumps(list(new.sans)), new.issuer,
+                        _iso(new.not_before), _iso(new.not_after), new.fingerprint, new.key_type, new.status,
+                        json.dumps(list(new.eku)), new.ca_generation, rel(new.cert_path), rel(new.chain_path),
+                        rel(new.key_path), _iso(created),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                if "serial" in str(exc):
+                    raise InventoryError(f"serial {new.serial} is already in the inventory", "issue again") from None
+                # certificates_one_active_leaf: another process (or an earlier item of the same
+                # batch) made NAME active first.
+                raise AlreadyExistsError(
+                    f"{new.kind} certificate {new.name!r} already exists",
+                    f"`grpcpki renew {new.name}` renews it; add --replace to reissue it with new names",
+                ) from None
+        # Built from what was inserted rather than read back: a batch of thousands saves a query each.
+        return Record(
+            id=int(cursor.lastrowid or 0), serial=new.serial.lower(), kind=new.kind, name=new.name,
+            subject=new.subject, sans=tuple(new.sans), issuer=new.issuer,
+            not_before=_parse(_iso(new.not_before)), not_after=_parse(_iso(new.not_after)),
+            fingerprint=new.fingerprint, key_type=new.key_type, status=new.status, eku=tuple(new.eku),
+            ca_generation=new.ca_generation, cert_path=self._abs(rel(new.cert_path)),
+            chain_path=self._abs(rel(new.chain_path)), key_path=self._abs(rel(new.key_path)),
+            superseded_by=None, revoked_at=None, revocation_reason=None, created_at=created,
+        )
+
+    def _abs(self, value: str | None) -> Path | None:
+        return self.root / value if value else None
 
     def set_status(
         self,

@@ -20,11 +20,14 @@ Layout (documented for users in docs/layout.md)::
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,6 +42,19 @@ from grpcpki.engine.errors import (
     NotFoundError,
 )
 from grpcpki.engine.inventory import Inventory, NewRecord, Record
+from grpcpki.engine.journal import (
+    REPLACE_META,
+    StoreTransaction,
+    crash_point,
+    exchange,
+    fsync_dir,
+    new_txn_id,
+    pending_journals,
+    recover,
+    run_transaction,
+    write_journal,
+)
+from grpcpki.engine.lock import LOCK_FILE, LockHolder, StoreLock, lock_fd_for, lock_timeout_from_env
 from grpcpki.engine.keys import KeyType, describe_key, is_encrypted_pem, load_private_key, public_key_bytes
 from grpcpki.engine.names import NameConstraints, San
 from grpcpki.engine.profiles import Role
@@ -47,11 +63,11 @@ from grpcpki.engine.storage import (
     PUBLIC_FILE_MODE,
     ensure_dir,
     read_file,
-    transaction,
 )
 from grpcpki.engine.verify import ChainCheck, verify_chain
 
 PassphraseSource = bytes | Callable[[], bytes] | None
+LockWaitCallback = Callable[[LockHolder], None]
 
 TRUST_BUNDLE = "ca.crt"
 INVENTORY = "inventory.db"
@@ -70,6 +86,31 @@ class Material:
     key_path: Path
     trust_path: Path
     info: CertInfo
+
+
+@dataclass(frozen=True)
+class LeafRequest:
+    """One leaf of a batch (:meth:`Pki.issue_many`): the arguments of :meth:`Pki.issue`."""
+
+    role: Role
+    name: str
+    sans: Sequence[str | San] = ()
+    days: int = profiles.DEFAULT_LEAF_DAYS
+    key_type: KeyType = KeyType.ECDSA_P256
+    also_client: bool = False
+    also_server: bool = False
+    name_as_san: bool = True
+    replace: bool = False
+    extra: dict[str, object] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class LockOptions:
+    """How a writer waits for the PKI lock: at most ``timeout`` seconds, telling ``on_wait`` once."""
+
+    timeout: float | None = None  # None: $GRPCPKI_LOCK_TIMEOUT, else lock.DEFAULT_LOCK_TIMEOUT
+    on_wait: LockWaitCallback | None = None
+    command: str | None = None  # what a waiting process is told we are, e.g. "grpcpki renew"
 
 
 @dataclass(frozen=True)
@@ -105,14 +146,28 @@ def validate_cert_name(name: str) -> str:
 
 
 class Pki:
-    """A PKI directory on disk. Open with :meth:`open`, create with :meth:`init`."""
+    """A PKI directory on disk. Open with :meth:`open`, create with :meth:`init`.
 
-    def __init__(self, path: Path, inventory: Inventory, passphrase: PassphraseSource = None) -> None:
+    Every method that changes the store takes the PKI lock and runs as one store transaction
+    (:mod:`grpcpki.engine.journal`); :meth:`transaction` groups several into one.
+    """
+
+    def __init__(
+        self, path: Path, inventory: Inventory, passphrase: PassphraseSource = None, lock: LockOptions | None = None
+    ) -> None:
         self.path = path
         self.inventory = inventory
         self._passphrase = passphrase
         # (generation, CA): a CA rotation moves the generation, which invalidates the cache.
         self._signing_ca: tuple[int, CA] | None = None
+        options = lock or LockOptions()
+        self._lock = StoreLock(
+            path,
+            timeout=lock_timeout_from_env() if options.timeout is None else options.timeout,
+            on_wait=options.on_wait,
+            command=options.command,
+        )
+        self._tx: StoreTransaction | None = None
 
     # -- opening ------------------------------------------------------------------------
     @staticmethod
@@ -120,14 +175,62 @@ class Pki:
         return (Path(path) / INVENTORY).is_file() and (Path(path) / TRUST_BUNDLE).is_file()
 
     @classmethod
-    def open(cls, path: Path | str, passphrase: PassphraseSource = None) -> Pki:
+    def open(cls, path: Path | str, passphrase: PassphraseSource = None, *, lock: LockOptions | None = None) -> Pki:
         path = Path(path)
         if not cls.exists(path):
-            raise NoCAError(
-                f"no CA in {path.resolve()}",
-                "create one with `grpcpki init-ca`, or point --pki / GRPCPKI_HOME at your PKI directory",
-            )
-        return cls(path, Inventory(path / INVENTORY, path), passphrase)
+            _recover_unlocked(path)  # an init-ca killed before its commit point leaves no CA but temp files
+            if not cls.exists(path):
+                raise NoCAError(
+                    f"no CA in {path.resolve()}",
+                    "create one with `grpcpki init-ca`, or point --pki / GRPCPKI_HOME at your PKI directory",
+                )
+        pki = cls(path, Inventory(path / INVENTORY, path), passphrase, lock)
+        if pending_journals(path):
+            # A writer was killed mid-change: finish or undo it now if nobody else is writing
+            # (a reader never waits: if the lock is busy, its holder recovers first).
+            with contextlib.suppress(GrpcpkiError):
+                if pki._lock.acquire(blocking=False):
+                    try:
+                        recover(path, pki.inventory)
+                    finally:
+                        pki._lock.release()
+        return pki
+
+    # -- the lock and the transaction -------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the PKI lock (re-entrant); taking it first applies the recovery rule."""
+        first = not self._lock.held
+        self._lock.acquire()
+        try:
+            if first:
+                recover(self.path, self.inventory)
+            yield
+        finally:
+            self._lock.release()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        """One all-or-nothing change of files and rows, under the lock; nested calls join the outer one.
+
+        ``with pki.transaction(): pki.store_leaf(a); pki.store_leaf(b)`` writes one journal,
+        syncs once and commits once.
+        """
+        if self._tx is not None:
+            yield self._tx
+            return
+        with self.locked(), run_transaction(self.path, self.inventory) as tx:
+            self._tx = tx
+            try:
+                yield tx
+            finally:
+                self._tx = None
+
+    def current_transaction(self) -> StoreTransaction:
+        """The transaction a caller inside ``with pki.transaction()`` adds its files to."""
+        if self._tx is None:
+            raise RuntimeError("not inside Pki.transaction()")
+        return self._tx
 
     @classmethod
     def init(
@@ -144,8 +247,13 @@ class Pki:
         passphrase: bytes | None = None,
         force: bool = False,
         now: datetime | None = None,
+        lock: LockOptions | None = None,
     ) -> Pki:
-        """Create a CA (root, and an issuing intermediate if asked) in a new PKI directory."""
+        """Create a CA (root, and an issuing intermediate if asked) in a new PKI directory.
+
+        With ``force`` an existing PKI is replaced: the new one is built in a hidden sibling
+        directory and swapped in atomically, and the old one is kept as ``PKI.replaced-TIMESTAMP``.
+        """
         path = Path(path)
         if cls.exists(path) and not force:
             raise CAExistsError(
@@ -170,42 +278,44 @@ class Pki:
                 f"{name} Issuing CA", org=org, key_type=key_type,
                 days=min(profiles.DEFAULT_INTERMEDIATE_DAYS, days), now=now,
             )
-        backup: Path | None = None
-        if force and path.exists():
-            # Move the old PKI aside rather than deleting it: a --force by mistake is recoverable.
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-            backup = path.with_name(f"{path.name}.replaced-{stamp}")
-            os.replace(path, backup)
+        files = _ca_files(root, issuing, passphrase)
+        created = not path.exists()
         ensure_dir(path)
-        generation = 1
-        ca_dir = Path("ca") / f"g{generation}"
-        ensure_dir(path / ca_dir)  # 0700: it holds the CA keys
+        options = lock or LockOptions()
+        store_lock = StoreLock(
+            path, timeout=lock_timeout_from_env() if options.timeout is None else options.timeout,
+            on_wait=options.on_wait, command=options.command,
+        )
+        store_lock.acquire()
         try:
-            with transaction() as tx:
-                tx.write(path / ca_dir / "root.crt", root.cert_pem, PUBLIC_FILE_MODE)
-                tx.write(path / ca_dir / "root.key", root.private_key_pem(passphrase), PRIVATE_FILE_MODE)
-                if issuing is not None:
-                    tx.write(path / ca_dir / "intermediate.crt", issuing.cert_pem, PUBLIC_FILE_MODE)
-                    tx.write(path / ca_dir / "intermediate.key", issuing.private_key_pem(passphrase), PRIVATE_FILE_MODE)
-                tx.write(path / TRUST_BUNDLE, root.cert_pem, PUBLIC_FILE_MODE)
-            inventory = Inventory(path / INVENTORY, path)
-            with inventory.transaction():
-                inventory.add(_ca_record(root, "root", name, generation, path / ca_dir / "root.crt", path / ca_dir / "root.key"))
-                if issuing is not None:
-                    inventory.add(
-                        _ca_record(issuing, "intermediate", f"{name} Issuing CA", generation,
-                                   path / ca_dir / "intermediate.crt", path / ca_dir / "intermediate.key")
-                    )
-                inventory.set_meta("ca_generation", str(generation))
-                inventory.set_meta("intermediate", "1" if intermediate else "0")
+            existing = Inventory(path / INVENTORY, path) if (path / INVENTORY).is_file() else None
+            try:
+                recover(path, existing)
+            finally:
+                if existing is not None:
+                    existing.close()
+            if cls.exists(path) and not force:  # another init-ca won the race while we waited
+                raise CAExistsError(
+                    f"a CA already exists in {path.resolve()}",
+                    "use it, pick another --pki directory, or pass --force to replace it",
+                )
+            if force and _has_content(path):
+                inventory = _replace_pki(path, store_lock, files, name, intermediate)
+            else:
+                inventory = Inventory(path / INVENTORY, path)
+                try:
+                    _write_ca(path, inventory, files, name, intermediate)
+                except BaseException:
+                    inventory.close()
+                    raise
         except BaseException:
-            # Nothing half-made survives: a PKI without its inventory (or the reverse) is worse
-            # than none. A PKI that --force moved aside comes back.
-            shutil.rmtree(path, ignore_errors=True)
-            if backup is not None:
-                os.replace(backup, path)
+            store_lock.release()
+            if created and not cls.exists(path):
+                # Nothing half-made survives a failed first init.
+                shutil.rmtree(path, ignore_errors=True)
             raise
-        return cls(path, inventory, passphrase)
+        store_lock.release()
+        return cls(path, inventory, passphrase, lock)
 
     # -- CA -----------------------------------------------------------------------------
     @property
@@ -214,7 +324,18 @@ class Pki:
 
     def trust_anchors(self) -> list[CertInfo]:
         """The CA certificates in ca.crt (two during a CA rotation's overlap)."""
-        return cert_infos(read_file(self.trust_bundle_path, "trust bundle"), source="trust bundle")
+        return cert_infos(self.read_store_file(self.trust_bundle_path, "trust bundle"), source="trust bundle")
+
+    def read_store_file(self, path: Path, what: str = "file") -> bytes:
+        """A file of the PKI as the current transaction will leave it (its pending write, else the disk)."""
+        if self._tx is not None:
+            data = self._tx.pending(path)
+            if data is not None:
+                return data
+        return read_file(path, what)
+
+    def store_file_exists(self, path: Path) -> bool:
+        return (self._tx is not None and self._tx.pending(path) is not None) or path.is_file()
 
     @property
     def generation(self) -> int:
@@ -236,12 +357,12 @@ class Pki:
         ca_dir = self.ca_dir(generation)
         root_cert_path, root_key_path = ca_dir / "root.crt", ca_dir / "root.key"
         inter_cert_path, inter_key_path = ca_dir / "intermediate.crt", ca_dir / "intermediate.key"
-        use_intermediate = issuing and inter_cert_path.exists()
+        use_intermediate = issuing and self.store_file_exists(inter_cert_path)
         cert_path, key_path = (inter_cert_path, inter_key_path) if use_intermediate else (root_cert_path, root_key_path)
-        cert_pem = read_file(cert_path, "CA certificate")
-        key_pem = read_file(key_path, "CA key")
+        cert_pem = self.read_store_file(cert_path, "CA certificate")
+        key_pem = self.read_store_file(key_path, "CA key")
         passphrase = self.passphrase_value() if is_encrypted_pem(key_pem) else None
-        parents = read_file(root_cert_path, "root CA certificate") if use_intermediate else b""
+        parents = self.read_store_file(root_cert_path, "root CA certificate") if use_intermediate else b""
         return CA.load(cert_pem, key_pem, passphrase=passphrase, parents_pem=parents)
 
     def signing_ca(self) -> CA:
@@ -275,14 +396,54 @@ class Pki:
         """Issue and store a leaf.
 
         If NAME is already active this raises AlreadyExistsError, unless ``replace``: then the new
-        certificate (with the names given now) supersedes it and the old one is archived.
+        certificate (with the names given now) supersedes it and the old one is archived. The
+        check runs again under the lock, so of two processes issuing one NAME only one succeeds.
         """
-        existing = self.check_can_issue(name, sans=sans, name_as_san=name_as_san, replace=replace)
-        leaf = self.signing_ca().issue(
-            role, name, sans=sans, days=days, key_type=key_type, also_client=also_client,
-            also_server=also_server, name_as_san=name_as_san, now=now,
+        request = LeafRequest(
+            role, name, tuple(sans), days, key_type, also_client, also_server, name_as_san, replace
         )
-        return self.store_leaf(leaf, replaces=existing)
+        return self.issue_many([request], now=now)[0]
+
+    def issue_many(
+        self,
+        requests: Sequence[LeafRequest],
+        *,
+        now: datetime | None = None,
+        on_result: Callable[[LeafRequest, Record], None] | None = None,
+    ) -> list[Record]:
+        """Issue and store many leaves in one locked transaction: all of them, or none.
+
+        One journal, one sync, one inventory commit for the whole batch, so a manifest of
+        thousands of services costs little more than signing them. Every request is checked
+        (names, SANs, NAME free unless ``replace``, no NAME twice) under the lock before the
+        first is signed.
+        """
+        seen: set[str] = set()
+        for request in requests:
+            if request.name in seen:
+                raise AlreadyExistsError(
+                    f"{request.name!r} appears twice in one batch", "give each certificate a distinct name"
+                )
+            seen.add(request.name)
+        records: list[Record] = []
+        with self.transaction():
+            ca = self.signing_ca()
+            cross = self.cross_chain_pem()
+            replaced = [
+                self.check_can_issue(r.name, sans=r.sans, name_as_san=r.name_as_san, replace=r.replace)
+                for r in requests
+            ]
+            for request, existing in zip(requests, replaced, strict=True):
+                leaf = ca.issue(
+                    request.role, request.name, sans=request.sans, days=request.days, key_type=request.key_type,
+                    also_client=request.also_client, also_server=request.also_server,
+                    name_as_san=request.name_as_san, now=now,
+                )
+                record = self._store(leaf, existing, cross)
+                records.append(record)
+                if on_result is not None:
+                    on_result(request, record)
+        return records
 
     def check_can_issue(
         self, name: str, *, sans: Iterable[str | San] = (), name_as_san: bool = True, replace: bool = False
@@ -303,16 +464,36 @@ class Pki:
         return existing
 
     def store_leaf(self, leaf: Leaf, *, replaces: Record | None = None) -> Record:
-        """Write a leaf's files and inventory row together; archive ``replaces`` in the same step."""
+        """Write a leaf's files and inventory row together; archive ``replaces`` in the same step.
+
+        ``replaces`` is read again under the lock: if it is no longer active (revoked or
+        renewed meanwhile by another process) nothing is written and NotFoundError says why.
+        """
+        with self.transaction():
+            return self._store(leaf, replaces, self.cross_chain_pem())
+
+    def _store(self, leaf: Leaf, replaces: Record | None, cross_pem: bytes) -> Record:
+        tx = self._tx
+        assert tx is not None, "call inside Pki.transaction()"
         directory = self.leaf_dir(leaf.name)
-        ensure_dir(directory)  # 0700: it holds a private key
         cert_path, chain_path, key_path = directory / "cert.pem", directory / "chain.pem", directory / "key.pem"
-        chain_pem = leaf.chain_pem + self.cross_chain_pem()
         inventory = self.inventory
-        with inventory.transaction():
+        with tx.item():
+            current = self.inventory.active_leaf(leaf.name)
             if replaces is not None:
+                if current is None or current.id != replaces.id:
+                    raise NotFoundError(
+                        f"{replaces.name!r} (serial {replaces.serial}) is no longer active: another grpcpki command "
+                        "revoked or reissued it meanwhile",
+                        f"see `grpcpki list --all`; issue it anew with `grpcpki issue {replaces.kind} {replaces.name}`",
+                    )
                 archived = self.archive_files(replaces)
                 inventory.set_status(replaces.id, "superseded", paths=archived)
+            elif current is not None:
+                raise AlreadyExistsError(
+                    f"{current.kind} certificate {leaf.name!r} already exists (expires {current.not_after:%Y-%m-%d})",
+                    f"`grpcpki renew {leaf.name}` renews it with the same names; add --replace to reissue it with these",
+                )
             record = inventory.add(
                 NewRecord(
                     serial=leaf.info.serial_hex, kind=leaf.role.value, name=leaf.name, subject=leaf.info.subject,
@@ -325,13 +506,11 @@ class Pki:
             )
             if replaces is not None:
                 inventory.set_status(replaces.id, "superseded", superseded_by=record.id)
-            # Files last inside the DB transaction: if a write fails the rows roll back, and the
-            # staged files are removed by the file transaction, so both sides stay in step.
-            with transaction() as tx:
-                # Key before certificate: a hot-reloading server that sees the new cert has the new key.
-                tx.write(key_path, leaf.key_pem, PRIVATE_FILE_MODE)
-                tx.write(cert_path, leaf.cert_pem, PUBLIC_FILE_MODE)
-                tx.write(chain_path, chain_pem, PUBLIC_FILE_MODE)
+            # Key before certificate: a hot-reloading server that sees the new cert has the new key
+            # (the journal replays renames in this order too).
+            tx.write(key_path, leaf.key_pem, PRIVATE_FILE_MODE)
+            tx.write(cert_path, leaf.cert_pem, PUBLIC_FILE_MODE)
+            tx.write(chain_path, leaf.chain_pem + cross_pem, PUBLIC_FILE_MODE)
         return record
 
     def cross_chain_pem(self) -> bytes:
@@ -341,19 +520,27 @@ class Pki:
         trust only the old root can build leaf -> [intermediate] -> cross -> old root.
         """
         cross = self.ca_dir() / "cross.crt"
-        return read_file(cross, "cross certificate") if cross.is_file() else b""
+        return self.read_store_file(cross, "cross certificate") if self.store_file_exists(cross) else b""
 
     def archive_files(self, record: Record) -> tuple[Path | None, Path | None, Path | None]:
-        """Copy a record's files to archive/NAME/SERIAL/ and return the new paths."""
+        """Keep a record's files in archive/NAME/SERIAL/ (inside the current transaction); the new paths.
+
+        Only files that really are this record's certificate are archived: a cert.pem that
+        holds another serial (damaged, or replaced by hand) would file the wrong certificate
+        under this serial, so nothing is archived then.
+        """
+        tx = self._tx
+        assert tx is not None, "call inside Pki.transaction()"
         target = self.path / "archive" / record.name / record.serial
-        ensure_dir(target)
+        if record.cert_path is None or pem_fingerprint(_read_or_empty(record.cert_path)) != record.fingerprint:
+            return None, None, None
         result: list[Path | None] = []
         for current in (record.cert_path, record.chain_path, record.key_path):
-            if current is None or not current.exists():
+            if current is None or not current.is_file():
                 result.append(None)
                 continue
             destination = target / current.name
-            shutil.copy2(current, destination)
+            tx.link(current, destination)
             result.append(destination)
         return result[0], result[1], result[2]
 
@@ -444,13 +631,169 @@ def _verify_ca(cert_pem: bytes, trust_pem: bytes) -> ChainCheck:
     return ChainCheck(False, "this CA is not in the trust bundle")
 
 
-def _ca_record(ca: CA, kind: str, name: str, generation: int, cert_path: Path, key_path: Path) -> NewRecord:
-    info = ca.info
-    return NewRecord(
-        serial=info.serial_hex, kind=kind, name=name, subject=info.subject, sans=[], issuer=info.issuer,
-        not_before=info.not_before, not_after=info.not_after, fingerprint=info.fingerprint_sha256,
-        key_type=info.key_type, ca_generation=generation, cert_path=cert_path, key_path=key_path,
-    )
+def pem_fingerprint(pem: bytes) -> str | None:
+    """SHA-256 of the DER of the first certificate in ``pem``, as the inventory writes it
+    (``AB:CD:...``), or None if there is none. Cheap: no X.509 parsing."""
+    begin, end = b"-----BEGIN CERTIFICATE-----", b"-----END CERTIFICATE-----"
+    start = pem.find(begin)
+    stop = pem.find(end, start + 1)
+    if start < 0 or stop < 0:
+        return None
+    try:
+        der = base64.b64decode(b"".join(pem[start + len(begin):stop].split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return hashlib.sha256(der).digest().hex(":").upper()
 
 
-__all__ = ["Inspection", "KeyFacts", "Material", "Pki", "inspect_file", "validate_cert_name"]
+def _read_or_empty(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+def _recover_unlocked(path: Path) -> None:
+    """Apply the recovery rule to a directory that is not (yet) a PKI, if nobody holds its lock."""
+    if not path.exists():
+        _finish_two_rename_swap(path)
+    if not pending_journals(path):
+        return
+    lock = StoreLock(path)
+    with contextlib.suppress(GrpcpkiError):
+        if lock.acquire(blocking=False):
+            try:
+                inventory = Inventory(path / INVENTORY, path) if (path / INVENTORY).is_file() else None
+                try:
+                    recover(path, inventory)
+                finally:
+                    if inventory is not None:
+                        inventory.close()
+            finally:
+                lock.release()
+
+
+def _finish_two_rename_swap(path: Path) -> None:
+    """Where RENAME_EXCHANGE is missing, init-ca --force renames old -> backup, then new -> PKI:
+    a crash between the two leaves no PKI, but a complete new one under its staging name."""
+    with contextlib.suppress(OSError):
+        for candidate in sorted(path.parent.glob(f".{path.name}.new-*")):
+            if Pki.exists(candidate):
+                os.replace(candidate, path)
+                return
+
+
+_CaFiles = list[tuple[str, bytes, int]]
+
+
+def _ca_files(root: CA, issuing: CA | None, passphrase: bytes | None) -> _CaFiles:
+    ca_dir = f"ca/g{1}"
+    files: _CaFiles = [
+        (f"{ca_dir}/root.key", root.private_key_pem(passphrase), PRIVATE_FILE_MODE),
+        (f"{ca_dir}/root.crt", root.cert_pem, PUBLIC_FILE_MODE),
+    ]
+    if issuing is not None:
+        files.append((f"{ca_dir}/intermediate.key", issuing.private_key_pem(passphrase), PRIVATE_FILE_MODE))
+        files.append((f"{ca_dir}/intermediate.crt", issuing.cert_pem, PUBLIC_FILE_MODE))
+    # The trust bundle last: Pki.exists() looks for it, so a PKI appears only once complete.
+    files.append((TRUST_BUNDLE, root.cert_pem, PUBLIC_FILE_MODE))
+    return files
+
+
+def _write_ca(
+    path: Path, inventory: Inventory, files: _CaFiles, name: str, intermediate: bool, replaces_txn: str | None = None
+) -> None:
+    """The files and rows of a new CA, as one store transaction in ``path`` (locked by the caller)."""
+    with run_transaction(path, inventory) as tx:
+        for relative, data, mode in files:
+            tx.write(path / relative, data, mode)
+        ca_dir = path / "ca" / "g1"
+        for relative, data, _mode in files:
+            if relative.endswith(".crt") and relative.startswith("ca/"):
+                kind = "intermediate" if relative.endswith("intermediate.crt") else "root"
+                info = cert_info(data)
+                inventory.add(
+                    NewRecord(
+                        serial=info.serial_hex, kind=kind, name=name if kind == "root" else f"{name} Issuing CA",
+                        subject=info.subject,
+                        sans=[], issuer=info.issuer, not_before=info.not_before, not_after=info.not_after,
+                        fingerprint=info.fingerprint_sha256, key_type=info.key_type, ca_generation=1,
+                        cert_path=ca_dir / f"{kind}.crt", key_path=ca_dir / f"{kind}.key",
+                    )
+                )
+        inventory.set_meta("ca_generation", "1")
+        inventory.set_meta("intermediate", "1" if intermediate else "0")
+        if replaces_txn is not None:
+            inventory.set_meta(REPLACE_META, replaces_txn)
+
+
+def _has_content(path: Path) -> bool:
+    try:
+        return any(entry.name not in (LOCK_FILE,) for entry in os.scandir(path))
+    except OSError:
+        return False
+
+
+def _replace_pki(path: Path, store_lock: StoreLock, files: _CaFiles, name: str, intermediate: bool) -> Inventory:
+    """``init-ca --force``: build the new PKI beside the old one, swap them, keep the old one as a backup.
+
+    Recovery (journal.recover_replace) finishes or undoes each step after a crash, so the user
+    has a working PKI (the old one or the new one) at every instant.
+    """
+    txn_id = new_txn_id()
+    staging = path.with_name(f".{path.name}.new-{txn_id}")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    backup = path.with_name(f"{path.name}.replaced-{stamp}")
+    counter = 1
+    while backup.exists():
+        counter += 1
+        backup = path.with_name(f"{path.name}.replaced-{stamp}-{counter}")
+    body: dict[str, object] = {"kind": "replace", "staging": staging.name, "backup": backup.name}
+    write_journal(path, txn_id, body)
+    new_lock_fd: int | None = None
+    try:
+        ensure_dir(staging)
+        new_lock_fd = lock_fd_for(staging)  # waiters that follow the swap find the new PKI locked
+        write_journal(staging, txn_id, body)
+        staged = Inventory(staging / INVENTORY, staging)
+        try:
+            _write_ca(staging, staged, files, name, intermediate, replaces_txn=txn_id)
+        finally:
+            # Closed before the swap: SQLite finds its -wal and -shm files by name.
+            staged.close()
+        crash_point("before swap")
+        if exchange(staging, path):
+            crash_point("after swap")
+            os.replace(staging, backup)  # the staging name now holds the old PKI
+        else:
+            # No RENAME_EXCHANGE on this filesystem: two renames, with a short gap recovered by
+            # the journal copy inside the new PKI.
+            os.replace(path, backup)
+            crash_point("between renames")
+            os.replace(staging, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        if new_lock_fd is not None and not (path / INVENTORY).is_file():
+            os.close(new_lock_fd)
+        raise
+    crash_point("after backup")
+    with contextlib.suppress(FileNotFoundError):
+        (backup / ".journal" / f"{txn_id}.json").unlink()
+    with contextlib.suppress(FileNotFoundError):
+        (path / ".journal" / f"{txn_id}.json").unlink()
+    assert new_lock_fd is not None
+    store_lock.adopt(new_lock_fd)
+    return Inventory(path / INVENTORY, path)
+
+
+__all__ = [
+    "Inspection",
+    "KeyFacts",
+    "LeafRequest",
+    "LockOptions",
+    "Material",
+    "Pki",
+    "inspect_file",
+    "pem_fingerprint",
+    "validate_cert_name",
+]

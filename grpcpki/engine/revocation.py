@@ -21,12 +21,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from grpcpki.engine import profiles
-from grpcpki.engine.certs import CA, authority_key_identifier, cert_file_info, load_certificates
+from grpcpki.engine.certs import CA, authority_key_identifier, cert_info, load_certificates
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PemError
 from grpcpki.engine.inventory import Record
 from grpcpki.engine.keys import load_private_key, signature_hash
 from grpcpki.engine.pki import CRL, Pki
-from grpcpki.engine.storage import PUBLIC_FILE_MODE, atomic_write, file_stamp, read_file
+from grpcpki.engine.storage import PUBLIC_FILE_MODE, file_stamp, read_file
 
 # RFC 5280 5.3.1 reason codes grpcpki offers (the ones that make sense for a leaf).
 REASONS: dict[str, x509.ReasonFlags] = {
@@ -94,33 +94,33 @@ class RevokeResult:
 def revoke(pki: Pki, target: str, *, reason: str = "unspecified", now: datetime | None = None) -> RevokeResult:
     """Revoke the active leaf named ``target`` (or the certificate with that serial) and rewrite crl.pem.
 
-    Re-running on a revoked certificate rewrites the CRL and reports ``already_revoked``: the
-    row is flipped and the CRL written in one inventory transaction, and a crash in between is
-    healed by running the same command again.
+    Re-running on a revoked certificate rewrites the CRL and reports ``already_revoked``. The
+    row, the archived files and the CRL change in one store transaction (journal.py).
     """
     if reason not in REASONS:
         raise GrpcpkiError(f"unknown revocation reason {reason!r}", f"use one of: {', '.join(REASONS)}")
-    record = find_revocation_target(pki, target)
-    if record.kind not in _LEAF_KINDS:
-        raise GrpcpkiError(
-            f"{record.name!r} (serial {record.serial}) is a {record.kind} CA certificate; grpcpki revokes leaves only",
-            "to retire a CA, rotate it with `grpcpki ca rotate begin`",
-        )
-    already = record.status == "revoked"
-    live_files: tuple[Path | None, ...] = ()
-    with pki.inventory.transaction():
+    # Found under the lock: a renew that ran just before is seen, and its new certificate is the
+    # one revoked; a renew that runs just after finds nothing active to renew.
+    with pki.transaction() as tx:
+        record = find_revocation_target(pki, target)
+        if record.kind not in _LEAF_KINDS:
+            raise GrpcpkiError(
+                f"{record.name!r} (serial {record.serial}) is a {record.kind} CA certificate; grpcpki revokes leaves only",
+                "to retire a CA, rotate it with `grpcpki ca rotate begin`",
+            )
+        already = record.status == "revoked"
         if not already:
             archived = None
             if record.status == "active":
                 # The live files move to archive/NAME/SERIAL/ (pki.py layout), so a revoked
                 # certificate is never picked up again from certs/NAME/.
                 archived = pki.archive_files(record)
-                live_files = (record.cert_path, record.chain_path, record.key_path)
+                if archived[0] is not None:
+                    for path in (record.cert_path, record.chain_path, record.key_path):
+                        if path is not None:
+                            tx.remove(path)
             pki.inventory.set_status(record.id, "revoked", revocation_reason=reason, paths=archived)
         summary = write_crl(pki, now=now)
-    for path in live_files:
-        if path is not None:
-            path.unlink(missing_ok=True)
     updated = pki.inventory.by_id(record.id)
     assert updated is not None
     return RevokeResult(updated, already, summary)
@@ -165,26 +165,26 @@ def write_crl(
     issuer of the certificate has none.
     """
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    number = int(pki.inventory.get_meta(CRL_NUMBER_META, "0") or 0) + 1
-    blobs: list[bytes] = []
-    entries: list[CrlEntry] = []
-    # thisUpdate is backdated like certificates' notBefore: a peer whose clock runs behind
-    # would otherwise reject the CRL as 'not yet valid'.
-    this_update = moment - profiles.BACKDATE
-    next_update = moment + CRL_VALIDITY
-    for generation in crl_generations(pki, now=moment, include=include_generations):
-        ca = pki.load_ca(generation)
-        revoked = [
-            r for r in pki.inventory.query(kinds=_LEAF_KINDS, statuses=("revoked",), ca_generation=generation)
-            # RFC 5280 3.3: a CRL must list unexpired revoked certificates; expired ones may go.
-            if r.not_after > moment
-        ]
-        blobs.append(_sign_crl(ca, revoked, number, this_update, next_update))
-        entries.append(CrlEntry(ca.info.subject, generation, len(revoked)))
-    path = crl_path(pki.path)
-    with pki.inventory.transaction():
+    with pki.transaction() as tx:
+        number = int(pki.inventory.get_meta(CRL_NUMBER_META, "0") or 0) + 1
+        blobs: list[bytes] = []
+        entries: list[CrlEntry] = []
+        # thisUpdate is backdated like certificates' notBefore: a peer whose clock runs behind
+        # would otherwise reject the CRL as 'not yet valid'.
+        this_update = moment - profiles.BACKDATE
+        next_update = moment + CRL_VALIDITY
+        for generation in crl_generations(pki, now=moment, include=include_generations):
+            ca = pki.load_ca(generation)
+            revoked = [
+                r for r in pki.inventory.query(kinds=_LEAF_KINDS, statuses=("revoked",), ca_generation=generation)
+                # RFC 5280 3.3: a CRL must list unexpired revoked certificates; expired ones may go.
+                if r.not_after > moment
+            ]
+            blobs.append(_sign_crl(ca, revoked, number, this_update, next_update))
+            entries.append(CrlEntry(ca.info.subject, generation, len(revoked)))
+        path = crl_path(pki.path)
         pki.inventory.set_meta(CRL_NUMBER_META, str(number))
-        atomic_write(path, b"".join(blobs), PUBLIC_FILE_MODE)
+        tx.write(path, b"".join(blobs), PUBLIC_FILE_MODE)
     return CrlSummary(path, number, this_update, next_update, tuple(entries))
 
 
@@ -201,11 +201,12 @@ def crl_generations(pki: Pki, *, now: datetime | None = None, include: Iterable[
     result = []
     for generation in sorted(wanted):
         root = pki.ca_dir(generation) / "root.crt"
-        if not root.is_file():
+        if not pki.store_file_exists(root):
             continue
         # A generation whose root left the bundle (after `ca rotate finish`) is no longer
         # trusted by anyone: its certificates fail without a CRL.
-        if generation == pki.generation or cert_file_info(root, "CA certificate").fingerprint_sha256 in anchors:
+        root_info = cert_info(pki.read_store_file(root, "CA certificate"))
+        if generation == pki.generation or root_info.fingerprint_sha256 in anchors:
             result.append(generation)
     return result
 

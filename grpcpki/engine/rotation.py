@@ -6,23 +6,24 @@ the new one up on its next handshake.
 
 CA rotation runs in phases recorded in the inventory's meta table (key ``rotation``)::
 
-    idle --begin--> preparing --(files, bundle written)--> overlap --finish--> finishing --> idle
+    idle --begin--> overlap --finish--> idle
 
-* ``begin`` writes the new generation's files (``ca/gN+1/``), then the trust bundle holding the
-  old and new roots, and only then flips the meta (new issuance uses gN+1). Files are written
-  before the meta flips, so a crash at any point leaves either the old state or a
-  ``preparing`` record that the next ``begin`` completes with the files already on disk.
+* ``begin`` creates generation N+1 (``ca/gN+1/``), the trust bundle holding the old and new
+  roots, the CRL, the rows, and flips issuance to N+1, all in one store transaction
+  (journal.py): after a crash the rotation has either not begun or fully begun.
 * ``overlap`` lasts until every peer has the new bundle and every leaf is renewed
   (``grpcpki renew --all`` renews leaves of the old generation even if not near expiry).
-* ``finish`` records ``finishing`` (the decision to drop the old CA, possibly ``--force``d),
-  rewrites the bundle without the old root, then archives the old CA rows and clears the phase.
+* ``finish`` rewrites the bundle without the old root, archives the old CA rows and the cross
+  certificate, and clears the phase, again in one transaction.
+
+The phases ``preparing`` and ``finishing`` were written by grpcpki versions that ran these steps
+one by one; ``begin`` and ``finish`` still complete them.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,14 +33,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from grpcpki.engine import profiles
-from grpcpki.engine.certs import CA, CertInfo, cert_file_info, info_from_certificate, load_certificates
+from grpcpki.engine.certs import CA, CertInfo, cert_file_info, cert_info, info_from_certificate, load_certificates
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PassphraseError, RotationError
 from grpcpki.engine.inventory import NewRecord, Record
 from grpcpki.engine.keys import KeyType, is_encrypted_pem, public_key_bytes
 from grpcpki.engine.pki import Pki
 from grpcpki.engine.profiles import Role
 from grpcpki.engine.revocation import CrlSummary, crl_path, refresh_crl_if_due, write_crl
-from grpcpki.engine.storage import PUBLIC_FILE_MODE, PRIVATE_FILE_MODE, atomic_write, ensure_dir, read_file, transaction
+from grpcpki.engine.storage import PUBLIC_FILE_MODE, PRIVATE_FILE_MODE, read_file
 
 ROTATION_META = "rotation"
 IDLE, PREPARING, OVERLAP, FINISHING = "idle", "preparing", "overlap", "finishing"
@@ -176,8 +177,25 @@ def renew(
     """Renew every due leaf (or those named). One certificate's failure does not stop the others.
 
     Errors that would fail every certificate (wrong passphrase, expired CA) are raised before
-    anything is written.
+    anything is written. The renewals that succeed land together, in one store transaction.
     """
+    if dry_run:
+        # A dry run writes nothing, so it neither takes the lock nor waits for it.
+        return _renew_all(pki, names, within=within, force=force, rekey=rekey, dry_run=True, days=days, now=now,
+                          on_result=on_result)
+    # One store transaction for the whole pass: planned under the lock (a certificate revoked a
+    # moment ago is not renewed back to life), one journal, one sync, one commit.
+    with pki.transaction():
+        results = _renew_all(pki, names, within=within, force=force, rekey=rekey, dry_run=False, days=days,
+                             now=now, on_result=on_result)
+        refresh_crl_if_due(pki, now=now)
+    return results
+
+
+def _renew_all(
+    pki: Pki, names: Sequence[str], *, within: timedelta | None, force: bool, rekey: bool, dry_run: bool,
+    days: int | None, now: datetime | None, on_result: Callable[[RenewResult], None] | None,
+) -> list[RenewResult]:
     decisions = plan_renewals(pki, names, within=within, force=force, now=now)
     if not dry_run and any(d.due for d in decisions):
         pki.signing_ca()  # unlock and check the CA once, up front
@@ -187,8 +205,6 @@ def renew(
         results.append(result)
         if on_result is not None:
             on_result(result)
-    if not dry_run:
-        refresh_crl_if_due(pki, now=now)
     return results
 
 
@@ -372,20 +388,30 @@ def begin_rotation(
 ) -> BeginResult:
     """Create CA generation N+1 and trust it beside generation N; new issuance uses N+1.
 
-    Re-running while a rotation is in its overlap does nothing and says so; re-running after
-    a crash (phase ``preparing``) completes the interrupted run with the options it recorded.
+    One store transaction: after a crash the rotation either has not begun or is complete.
+    Re-running while a rotation is in its overlap does nothing and says so.
     """
-    state = rotation_state(pki)
-    if state.phase in (OVERLAP, FINISHING):
-        return _begin_result(pki, state, "already-in-progress", None)
+    with pki.transaction():
+        state = rotation_state(pki)
+        if state.phase in (OVERLAP, FINISHING):
+            action = "already-in-progress"
+            crl = None
+        else:
+            action, crl = _begin(pki, state, intermediate_only=intermediate_only, cross_sign=cross_sign, now=now)
+    return _begin_result(pki, rotation_state(pki), action, crl)
+
+
+def _begin(
+    pki: Pki, state: RotationState, *, intermediate_only: bool, cross_sign: bool, now: datetime | None
+) -> tuple[str, CrlSummary | None]:
+    """Everything ``begin`` changes, staged in the caller's store transaction: the files of
+    generation N+1, the two-root bundle, the CRL, the rows and the flip land together."""
     if state.phase == PREPARING:
-        action = "resumed"
+        action = "resumed"  # recorded by a grpcpki from before the store journal
     else:
         _check_begin_options(pki, intermediate_only=intermediate_only, cross_sign=cross_sign)
         current = pki.generation
         state = RotationState(PREPARING, current, current + 1, INTERMEDIATE_ONLY if intermediate_only else FULL, cross_sign)
-        # The intent goes first, so an interrupted run resumes with the same options.
-        _save_state(pki, state)
         action = "started"
     assert state.from_generation is not None and state.to_generation is not None
     _ensure_generation(pki, state, now)
@@ -394,14 +420,13 @@ def begin_rotation(
     _write_bundle(pki, (state.from_generation, state.to_generation))
     crl = None
     if crl_path(pki.path).is_file():
-        # Written before the flip, and for the new generation too: a peer checking CRLs needs
-        # one from the issuer of every leaf it may meet from now on.
+        # For the new generation too: a peer checking CRLs needs one from the issuer of every
+        # leaf it may meet from now on.
         crl = write_crl(pki, now=now, include_generations=(state.to_generation,))
-    with pki.inventory.transaction():
-        _record_generation(pki, state)
-        pki.inventory.set_meta("ca_generation", str(state.to_generation))
-        _save_state(pki, RotationState(OVERLAP, state.from_generation, state.to_generation, state.mode, state.cross_sign))
-    return _begin_result(pki, rotation_state(pki), action, crl)
+    _record_generation(pki, state)
+    pki.inventory.set_meta("ca_generation", str(state.to_generation))
+    _save_state(pki, RotationState(OVERLAP, state.from_generation, state.to_generation, state.mode, state.cross_sign))
+    return action, crl
 
 
 def _begin_result(pki: Pki, state: RotationState, action: str, crl: CrlSummary | None) -> BeginResult:
@@ -454,7 +479,7 @@ def _ensure_generation(pki: Pki, state: RotationState, now: datetime | None) -> 
     if _generation_complete(pki, state):
         return
     directory = pki.ca_dir(state.to_generation)
-    ensure_dir(directory)  # 0700: it holds CA keys
+    tx = pki.current_transaction()
     old_root_path = pki.ca_dir(state.from_generation) / "root.crt"
     old_root = cert_file_info(old_root_path)
     # New keys are encrypted exactly when the old ones were, with the same passphrase.
@@ -465,29 +490,28 @@ def _ensure_generation(pki: Pki, state: RotationState, now: datetime | None) -> 
             "set GRPCPKI_PASSPHRASE or pass --passphrase-file",
         )
     old_issuing_path = pki.ca_dir(state.from_generation) / "intermediate.crt"
-    with transaction() as tx:
-        if state.mode == FULL:
-            root = CA.create(
-                _generation_name(old_root.common_name or "grpcpki CA", state.to_generation),
-                org=_org(old_root_path), key_type=_key_type(old_root.key_type),
-                days=_ca_days(old_root), path_len=old_root.path_len, constraints=old_root.name_constraints, now=now,
-            )
-            tx.write(directory / "root.key", root.private_key_pem(passphrase), PRIVATE_FILE_MODE)
-            tx.write(directory / "root.crt", root.cert_pem, PUBLIC_FILE_MODE)
-        else:
-            root = _load_root(pki, state.from_generation)
-            # The same root; its key stays where it is (found again by _root_key_path).
-            tx.write(directory / "root.crt", read_file(old_root_path, "root CA certificate"), PUBLIC_FILE_MODE)
-        if pki.uses_intermediate:
-            old_issuing = cert_file_info(old_issuing_path) if old_issuing_path.is_file() else None
-            base = old_issuing.common_name if old_issuing and old_issuing.common_name else f"{old_root.common_name} Issuing CA"
-            days_left = (root.info.not_after - (now or datetime.now(UTC))).days
-            issuing = root.create_intermediate(
-                _generation_name(base, state.to_generation), org=_org(old_root_path),
-                days=max(1, min(profiles.DEFAULT_INTERMEDIATE_DAYS, days_left)), now=now,
-            )
-            tx.write(directory / "intermediate.key", issuing.private_key_pem(passphrase), PRIVATE_FILE_MODE)
-            tx.write(directory / "intermediate.crt", issuing.cert_pem, PUBLIC_FILE_MODE)
+    if state.mode == FULL:
+        root = CA.create(
+            _generation_name(old_root.common_name or "grpcpki CA", state.to_generation),
+            org=_org(old_root_path), key_type=_key_type(old_root.key_type),
+            days=_ca_days(old_root), path_len=old_root.path_len, constraints=old_root.name_constraints, now=now,
+        )
+        tx.write(directory / "root.key", root.private_key_pem(passphrase), PRIVATE_FILE_MODE)
+        tx.write(directory / "root.crt", root.cert_pem, PUBLIC_FILE_MODE)
+    else:
+        root = _load_root(pki, state.from_generation)
+        # The same root; its key stays where it is (found again by _root_key_path).
+        tx.write(directory / "root.crt", read_file(old_root_path, "root CA certificate"), PUBLIC_FILE_MODE)
+    if pki.uses_intermediate:
+        old_issuing = cert_file_info(old_issuing_path) if old_issuing_path.is_file() else None
+        base = old_issuing.common_name if old_issuing and old_issuing.common_name else f"{old_root.common_name} Issuing CA"
+        days_left = (root.info.not_after - (now or datetime.now(UTC))).days
+        issuing = root.create_intermediate(
+            _generation_name(base, state.to_generation), org=_org(old_root_path),
+            days=max(1, min(profiles.DEFAULT_INTERMEDIATE_DAYS, days_left)), now=now,
+        )
+        tx.write(directory / "intermediate.key", issuing.private_key_pem(passphrase), PRIVATE_FILE_MODE)
+        tx.write(directory / "intermediate.crt", issuing.cert_pem, PUBLIC_FILE_MODE)
 
 
 def _generation_complete(pki: Pki, state: RotationState) -> bool:
@@ -529,9 +553,9 @@ def _ensure_cross(pki: Pki, state: RotationState, now: datetime | None) -> None:
     path = pki.ca_dir(state.to_generation) / "cross.crt"
     new_root = pki.load_ca(state.to_generation, issuing=False)
     old_root_cert = load_certificates(read_file(pki.ca_dir(state.from_generation) / "root.crt"))[0]
-    if path.is_file():
+    if pki.store_file_exists(path):
         try:
-            cross = load_certificates(read_file(path))[0]
+            cross = load_certificates(pki.read_store_file(path))[0]
             cross.verify_directly_issued_by(old_root_cert)
             same_key = public_key_bytes(cross.public_key()) == public_key_bytes(new_root.certificate.public_key())  # type: ignore[arg-type]
             if same_key and cross.subject == new_root.certificate.subject:
@@ -539,7 +563,7 @@ def _ensure_cross(pki: Pki, state: RotationState, now: datetime | None) -> None:
         except Exception:  # noqa: BLE001 - a damaged or foreign file is simply made again
             pass
     old_root = _load_root(pki, state.from_generation)
-    atomic_write(path, old_root.cross_sign(new_root, now=now), PUBLIC_FILE_MODE)
+    pki.current_transaction().write(path, old_root.cross_sign(new_root, now=now), PUBLIC_FILE_MODE)
 
 
 def _record_generation(pki: Pki, state: RotationState) -> None:
@@ -549,12 +573,12 @@ def _record_generation(pki: Pki, state: RotationState) -> None:
     rows: list[tuple[str, Path, Path | None]] = []
     if state.mode == FULL:
         rows.append(("root", directory / "root.crt", directory / "root.key"))
-    if (directory / "intermediate.crt").is_file():
+    if pki.store_file_exists(directory / "intermediate.crt"):
         rows.append(("intermediate", directory / "intermediate.crt", directory / "intermediate.key"))
-    if (directory / "cross.crt").is_file():
+    if pki.store_file_exists(directory / "cross.crt"):
         rows.append(("cross", directory / "cross.crt", None))
     for kind, cert_path, key_path in rows:
-        info = cert_file_info(cert_path)
+        info = cert_info(pki.read_store_file(cert_path, "CA certificate"))
         if pki.inventory.by_serial(info.serial_hex) is not None:
             continue
         name = info.common_name or info.subject
@@ -589,36 +613,32 @@ class FinishResult:
 
 def finish_rotation(pki: Pki, *, force: bool = False, now: datetime | None = None) -> FinishResult:
     """Drop the old CA from the trust bundle and archive it; refuses while leaves still chain to it."""
-    state = rotation_state(pki)
-    if state.phase == IDLE:
-        return FinishResult("nothing-to-do", (), (), None, rotation_status(pki))
-    if state.phase == PREPARING:
-        raise RotationError(
-            "`ca rotate begin` was interrupted before it completed, so there is nothing to finish yet",
-            "rerun `grpcpki ca rotate begin` to complete it",
-        )
-    assert state.from_generation is not None and state.to_generation is not None
-    stranded = tuple(old_generation_leaves(pki))
-    action = "resumed"
-    if state.phase == OVERLAP:
-        if stranded and not force:
+    with pki.transaction():
+        state = rotation_state(pki)
+        if state.phase == IDLE:
+            return FinishResult("nothing-to-do", (), (), None, rotation_status(pki))
+        if state.phase == PREPARING:
+            raise RotationError(
+                "`ca rotate begin` was interrupted before it completed, so there is nothing to finish yet",
+                "rerun `grpcpki ca rotate begin` to complete it",
+            )
+        assert state.from_generation is not None and state.to_generation is not None
+        stranded = tuple(old_generation_leaves(pki))
+        # FINISHING was recorded by a grpcpki from before the store journal: the decision was made.
+        action = "resumed" if state.phase == FINISHING else "finished"
+        if state.phase == OVERLAP and stranded and not force:
             names = ", ".join(r.name for r in stranded[:5]) + (", ..." if len(stranded) > 5 else "")
             raise RotationError(
                 f"{len(stranded)} active certificate(s) still chain to the old CA (generation "
                 f"{state.from_generation}): {names}",
                 "renew them with `grpcpki renew --all`, or pass --force to leave them untrusted",
             )
-        # The decision (possibly forced) is recorded before anything changes, so a re-run
-        # after a crash completes it without asking for --force again.
-        _save_state(pki, RotationState(FINISHING, state.from_generation, state.to_generation, state.mode, state.cross_sign))
-        action = "finished"
-    before = pki.trust_anchors()
-    _write_bundle(pki, (state.to_generation,))
-    kept = {c.fingerprint_sha256 for c in pki.trust_anchors()}
-    dropped = tuple(c for c in before if c.fingerprint_sha256 not in kept)
-    cross_archive = _archive_cross(pki, state.to_generation)
-    crl = write_crl(pki, now=now) if crl_path(pki.path).is_file() else None
-    with pki.inventory.transaction():
+        before = pki.trust_anchors()
+        _write_bundle(pki, (state.to_generation,))
+        kept = {c.fingerprint_sha256 for c in pki.trust_anchors()}
+        dropped = tuple(c for c in before if c.fingerprint_sha256 not in kept)
+        cross_archive = _archive_cross(pki, state.to_generation)
+        crl = write_crl(pki, now=now) if crl_path(pki.path).is_file() else None
         for record in pki.ca_records():
             if record.status != "active":
                 continue
@@ -637,9 +657,10 @@ def _archive_cross(pki: Pki, generation: int) -> Path | None:
     source = pki.ca_dir(generation) / "cross.crt"
     target = pki.path / "archive" / "ca" / f"g{generation}" / "cross.crt"
     if source.is_file():
-        ensure_dir(target.parent)
-        shutil.copy2(source, target)
-        source.unlink()
+        tx = pki.current_transaction()
+        tx.link(source, target)
+        tx.remove(source)
+        return target
     return target if target.is_file() else None
 
 
@@ -649,7 +670,7 @@ def trust_bundle_pem(pki: Pki, generations: Iterable[int]) -> bytes:
     seen: set[str] = set()
     blobs = []
     for generation in sorted(set(generations)):
-        data = read_file(pki.ca_dir(generation) / "root.crt", "root CA certificate")
+        data = pki.read_store_file(pki.ca_dir(generation) / "root.crt", "root CA certificate")
         cert = load_certificates(data)[0]
         fingerprint = info_from_certificate(cert).fingerprint_sha256
         if fingerprint not in seen:
@@ -662,7 +683,7 @@ def _write_bundle(pki: Pki, generations: Iterable[int]) -> None:
     data = trust_bundle_pem(pki, generations)
     if pki.trust_bundle_path.is_file() and pki.trust_bundle_path.read_bytes() == data:
         return  # unchanged: do not disturb the mtime that hot-reloading peers watch
-    atomic_write(pki.trust_bundle_path, data, PUBLIC_FILE_MODE)
+    pki.current_transaction().write(pki.trust_bundle_path, data, PUBLIC_FILE_MODE)
 
 
 def _root_key_path(pki: Pki, generation: int) -> Path:

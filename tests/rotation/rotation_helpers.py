@@ -3,6 +3,8 @@ conftest modules without packages would share one import name)."""
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,5 +41,18 @@ def subjects(path: Path) -> list[str]:
 
 
 def snapshot(path: Path) -> dict[str, bytes]:
-    """Every file's bytes under path: to assert that nothing changed."""
-    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    """Every file's bytes under path, and the inventory's rows: to assert that nothing changed.
+
+    The inventory is compared by content: in WAL mode its bytes move between inventory.db and
+    inventory.db-wal (a checkpoint) without any row changing.
+    """
+    files = {
+        str(p.relative_to(path)): p.read_bytes()
+        for p in sorted(path.rglob("*"))
+        if p.is_file() and not p.name.startswith("inventory.db")
+    }
+    database = path / "inventory.db"
+    if database.is_file():
+        with closing(sqlite3.connect(database)) as db:
+            files["inventory.db"] = "\n".join(db.iterdump()).encode()
+    return files

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -96,11 +97,16 @@ def test_finish_refuses_while_leaves_chain_to_the_old_ca(tmp_path: Path) -> None
     assert not _verifies(pki, "localhost")  # the point of finishing: the old CA is no longer trusted
 
 
-def test_finish_before_begin_completed_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _legacy_phase(pki: Pki, phase: str, **extra: object) -> None:
+    """A phase recorded by a grpcpki from before the store journal, which ran begin/finish in steps."""
+    state = {"phase": phase, "from": 1, "to": 2, "mode": "full", "cross_sign": False} | extra
+    with pki.transaction():
+        pki.inventory.set_meta("rotation", json.dumps(state))
+
+
+def test_finish_before_begin_completed_is_refused(tmp_path: Path) -> None:
     pki = make_pki(tmp_path)
-    monkeypatch.setattr(rotation_module, "_write_bundle", _crash)
-    with pytest.raises(SimulatedCrash):
-        begin_rotation(pki)
+    _legacy_phase(pki, "preparing")
     with pytest.raises(RotationError, match="rerun `grpcpki ca rotate begin`"):
         finish_rotation(pki)
 
@@ -113,58 +119,72 @@ def _crash(*_args: object, **_kwargs: object) -> None:
     raise SimulatedCrash
 
 
-@pytest.mark.parametrize("step", ["_write_bundle", "_record_generation"])
-def test_begin_resumes_after_a_crash(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+def _store_files(pki: Pki) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(pki.path)): p.read_bytes()
+        for p in pki.path.rglob("*")
+        if p.is_file() and not p.name.startswith(("inventory.db", ".lock"))
+    }
+
+
+@pytest.mark.parametrize("step", ["_write_bundle", "write_crl", "_record_generation"])
+def test_a_failed_begin_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
     pki = make_pki(tmp_path, intermediate=True, path_len=2)
+    with pki.transaction():
+        pass
+    from grpcpki.engine.revocation import write_crl
+
+    write_crl(pki)
+    before = _store_files(pki)
     with monkeypatch.context() as patch:
         patch.setattr(rotation_module, step, _crash)
         with pytest.raises(SimulatedCrash):
             begin_rotation(pki, cross_sign=True)
-    # The meta flip never happened: issuance still uses generation 1, the phase says where we stopped.
-    assert pki.generation == 1
-    assert rotation_state(pki).phase == "preparing"
-    new_root = (pki.ca_dir(2) / "root.crt").read_bytes()
-    if step == "_record_generation":
-        assert len(certs_in(pki.trust_bundle_path)) == 2  # bundle was already written
-
-    resumed = begin_rotation(pki)  # no flags: the recorded ones (cross-sign) are used
-    assert resumed.action == "resumed"
-    assert pki.generation == 2 and rotation_state(pki).phase == "overlap"
-    assert rotation_state(pki).cross_sign and resumed.cross is not None
-    # The files written before the crash were reused, so the root already in the bundle stays valid.
-    assert (pki.ca_dir(2) / "root.crt").read_bytes() == new_root
+    # One store transaction: nothing of generation 2 exists, nothing is left half-written.
+    assert pki.generation == 1 and rotation_state(pki).phase == "idle"
+    assert _store_files(pki) == before
+    assert not pki.ca_dir(2).exists()
+    started = begin_rotation(pki, cross_sign=True)
+    assert started.action == "started" and started.cross is not None
     assert subjects(pki.trust_bundle_path) == ["CN=Rotation CA", "CN=Rotation CA G2"]
     assert len([r for r in pki.ca_records() if r.ca_generation == 2]) == 3  # root, intermediate, cross; once each
 
 
-def test_begin_regenerates_an_incomplete_generation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pki = make_pki(tmp_path)
-    with monkeypatch.context() as patch:
-        patch.setattr(rotation_module, "_write_bundle", _crash)
-        with pytest.raises(SimulatedCrash):
-            begin_rotation(pki)
-    (pki.ca_dir(2) / "root.key").unlink()  # as if the crash hit between two renames
-    resumed = begin_rotation(pki)
+def test_begin_completes_a_preparing_phase_left_by_an_older_grpcpki(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path, intermediate=True, path_len=2)
+    _legacy_phase(pki, "preparing", cross_sign=True)
+    resumed = begin_rotation(pki)  # no flags: the recorded ones (cross-sign) are used
     assert resumed.action == "resumed"
-    assert (pki.ca_dir(2) / "root.key").is_file()
+    assert pki.generation == 2 and rotation_state(pki).phase == "overlap"
+    assert rotation_state(pki).cross_sign and resumed.cross is not None
     pki.issue(Role.SERVER, "fresh")
     assert _verifies(pki, "fresh")
 
 
-def test_finish_resumes_after_a_crash_without_force(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_finish_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pki = make_pki(tmp_path)
     begin_rotation(pki)
     with monkeypatch.context() as patch:
         patch.setattr(rotation_module, "_archive_cross", _crash)
         with pytest.raises(SimulatedCrash):
             finish_rotation(pki, force=True)
-    assert rotation_state(pki).phase == "finishing"
-    assert len(certs_in(pki.trust_bundle_path)) == 1  # the bundle step had run
-    # The forced decision was recorded: rerunning without --force completes it.
+    assert rotation_state(pki).phase == "overlap"
+    assert len(certs_in(pki.trust_bundle_path)) == 2
+    result = finish_rotation(pki, force=True)
+    assert result.action == "finished"
+    assert rotation_state(pki).phase == "idle"
+    assert [r.status for r in pki.ca_records() if r.ca_generation == 1] == ["archived"]
+
+
+def test_finish_completes_a_finishing_phase_without_force(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    begin_rotation(pki)
+    _legacy_phase(pki, "finishing")
+    # The forced decision was recorded: finishing without --force completes it.
     result = finish_rotation(pki)
     assert result.action == "resumed"
     assert rotation_state(pki).phase == "idle"
-    assert [r.status for r in pki.ca_records() if r.ca_generation == 1] == ["archived"]
+    assert subjects(pki.trust_bundle_path) == ["CN=Rotation CA G2"]
 
 
 def test_intermediate_only_rotation_keeps_the_root(tmp_path: Path) -> None:

@@ -1,0 +1,499 @@
+"""The store's write path: one lock, one transaction, one recovery rule.
+
+**Lock.** Every command that changes a PKI holds ``PKI/.lock`` (``flock``, :mod:`.lock`) from
+before it reads the state it will change until its last file is in place, so writers run one
+after another and each decides on fresh state (a renew never resurrects what a revoke just
+withdrew). Readers (list, inspect, doctor, serve, greet) never take it and never wait: the
+inventory is SQLite in WAL mode, and files are only ever replaced by ``rename``.
+
+**Transaction.** A :class:`StoreTransaction` collects file changes (writes, archive links,
+removals) beside the inventory rows of one SQLite transaction. On commit:
+
+1. the intent journal ``PKI/.journal/ID.json`` lists every change (temp name -> final name)
+   and is made durable;
+2. every new file is written to its temp name (``.NAME.ID.tmp`` beside its final path), and
+   every archive copy is a hard link to the file it preserves, then made durable (one
+   ``fsync`` per file and directory for a small change, one ``syncfs`` for a batch);
+3. **commit point**: the rows and the marker ``meta['txn:ID']`` are committed in one SQLite
+   transaction;
+4. the temp files are renamed over their final names in journal order (keys before
+   certificates, so a hot-reloading server never pairs a new certificate with an old key),
+   removed files are unlinked, the renames made durable, and the journal deleted.
+
+**Recovery rule.** The next process that takes the lock (or a reader that finds the lock
+free) replays every journal left behind: if its marker is in the inventory the change
+happened, so the remaining renames and removals are done (roll forward); if not, it never
+happened, so its temp files are deleted (roll back). Either way the journal goes. Final files
+are touched only after the commit point, so no SIGKILL leaves a file that disagrees with the
+rows for longer than until the next grpcpki command. ``init-ca --force`` builds the new PKI in
+a hidden sibling directory and swaps it in with one ``renameat2(RENAME_EXCHANGE)``; its
+journal in the old PKI, and a marker in the new one's inventory, say on which side of the swap
+a crash happened (:func:`recover_replace`).
+
+``GRPCPKI_TEST_CRASH_AT=N`` (tests only) SIGKILLs the process at the Nth step of this
+protocol, so tests reach every crash point deterministically (tests/store/).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import json
+import os
+import secrets
+import shutil
+import signal
+import sqlite3
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from grpcpki.engine.errors import GrpcpkiError, StoreError
+from grpcpki.engine.inventory import Inventory
+from grpcpki.engine.storage import PRIVATE_DIR_MODE, ensure_dir
+
+JOURNAL_DIR = ".journal"
+TXN_META_PREFIX = "txn:"
+REPLACE_META = "replaces_txn"
+TEMP_SUFFIX = ".tmp"
+# Up to this many files a change is made durable file by file; above, one syncfs(2) of the
+# filesystem is cheaper than thousands of fsyncs (a batch `apply` or `renew --all`).
+_SMALL_CHANGE = 16
+CRASH_ENV = "GRPCPKI_TEST_CRASH_AT"
+
+
+# -- the test-only crash hook ----------------------------------------------------------------------
+def _crash_target() -> int | None:
+    text = os.environ.get(CRASH_ENV, "")
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+_crash_at = _crash_target()
+_crash_count = 0
+
+
+def crash_point(label: str) -> None:
+    """Tests only: SIGKILL this process at the Nth call when GRPCPKI_TEST_CRASH_AT=N."""
+    global _crash_count
+    if _crash_at is None:
+        return
+    _crash_count += 1
+    if _crash_count == _crash_at:
+        sys.stderr.write(f"grpcpki test crash point {_crash_count}: {label}\n")
+        sys.stderr.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# -- durability helpers ----------------------------------------------------------------------------
+def fsync_dir(directory: Path) -> None:
+    """Make renames and new names in ``directory`` durable (ext4/xfs need the entry flushed)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        return ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _libc() if sys.platform.startswith("linux") else None
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush everything written on ``path``'s filesystem: syncfs(2) on Linux, sync(2) elsewhere."""
+    syncfs = getattr(_LIBC, "syncfs", None) if _LIBC is not None else None
+    if syncfs is not None:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    os.sync()
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (renameat2 RENAME_EXCHANGE); False where the system cannot."""
+    renameat2 = getattr(_LIBC, "renameat2", None) if _LIBC is not None else None
+    if renameat2 is None:
+        return False
+    at_fdcwd = -100
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False  # a filesystem without RENAME_EXCHANGE: the caller falls back to two renames
+    raise OSError(err, os.strerror(err), str(a))
+
+
+# -- one transaction ---------------------------------------------------------------------------------
+@dataclass
+class _Op:
+    kind: str  # "write" | "link" | "remove"
+    final: Path
+    temp: Path | None = None
+    data: bytes | None = field(default=None, repr=False)
+    mode: int = 0o644
+    source: Path | None = None
+
+
+def new_txn_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(4)
+
+
+class StoreTransaction:
+    """File changes that land together with the inventory rows of the same transaction.
+
+    Use through ``Pki.transaction()`` (which holds the lock and the SQLite transaction):
+    ``tx.write(path, data, mode)``, ``tx.link(source, path)`` (keep a file's current content under
+    a second name, e.g. in archive/), ``tx.remove(path)``; ``with tx.item(): ...`` undoes one
+    item's rows and files if it raises, so a batch can skip a failed item.
+    """
+
+    def __init__(self, root: Path, inventory: Inventory) -> None:
+        self.root = root
+        self.inventory = inventory
+        self.id = new_txn_id()
+        self._ops: list[_Op] = []
+        self._finals: dict[Path, _Op] = {}
+        self._journal: Path | None = None
+        self._savepoints = 0
+
+    # -- collecting -------------------------------------------------------------------------------
+    def write(self, path: Path, data: bytes, mode: int) -> None:
+        self._add(_Op("write", path, data=data, mode=mode))
+
+    def link(self, source: Path, path: Path) -> None:
+        """``path`` will hold what ``source`` holds now (a hard link; a copy where links are refused)."""
+        self._add(_Op("link", path, source=source))
+
+    def remove(self, path: Path) -> None:
+        self._add(_Op("remove", path))
+
+    def pending(self, path: Path) -> bytes | None:
+        """The content this transaction will write to ``path``, if any (read-your-writes)."""
+        op = self._finals.get(path)
+        return op.data if op is not None and op.kind == "write" else None
+
+    @property
+    def empty(self) -> bool:
+        return not self._ops
+
+    def _add(self, op: _Op) -> None:
+        if op.kind != "remove":
+            op.temp = op.final.with_name(f".{op.final.name}.{self.id}{TEMP_SUFFIX}")
+        previous = self._finals.get(op.final)
+        if previous is not None:
+            self._ops.remove(previous)  # the last word on a path wins, as a replay would have it
+        self._ops.append(op)
+        self._finals[op.final] = op
+
+    @contextlib.contextmanager
+    def item(self) -> Iterator[None]:
+        """All-or-nothing for one item of a batch: rows and files are undone if the block raises."""
+        self._savepoints += 1
+        name = f"item{self._savepoints}"
+        mark = len(self._ops)
+        self.inventory.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.inventory.execute(f"ROLLBACK TO {name}")
+            self.inventory.execute(f"RELEASE {name}")
+            for op in self._ops[mark:]:
+                if self._finals.get(op.final) is op:
+                    del self._finals[op.final]
+            del self._ops[mark:]
+            raise
+        self.inventory.execute(f"RELEASE {name}")
+
+    # -- committing (called by run_transaction) ------------------------------------------------------
+    def prepare(self) -> None:
+        """Steps 1-2: journal, then every temp file, durable. Runs inside the SQLite transaction."""
+        if not self._ops:
+            return
+        self._journal = write_journal(self.root, self.id, {"kind": "files", "ops": [self._op_json(o) for o in self._ops]})
+        small = len(self._ops) <= _SMALL_CHANGE
+        directories: set[Path] = set()
+        for op in self._ops:
+            if op.temp is None:
+                continue
+            crash_point(f"stage {op.final.name}")
+            _ensure_parent(op.final)
+            if op.kind == "write":
+                assert op.data is not None
+                _write_new(op.temp, op.data, op.mode, sync=small)
+            else:
+                assert op.source is not None
+                _link_or_copy(op.source, op.temp, sync=small)
+            directories.add(op.temp.parent)
+        crash_point("sync staged files")
+        _make_durable(self.root, directories, small)
+        self.inventory.set_meta(TXN_META_PREFIX + self.id, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        # Markers of earlier, completed transactions: their journals are gone, so nobody reads them.
+        self.inventory.execute("DELETE FROM meta WHERE key LIKE 'txn:%' AND key <> ?", (TXN_META_PREFIX + self.id,))
+        crash_point("before commit")
+
+    def apply(self) -> None:
+        """Step 4 (after the commit point): put every file in place, then forget the journal."""
+        if self._journal is None:
+            return
+        crash_point("after commit")
+        roll_forward(self.root, [self._op_json(o) for o in self._ops])
+        crash_point("drop journal")
+        _drop_journal(self._journal)
+        self._journal = None
+
+    def abort(self) -> None:
+        """The SQLite transaction rolled back (or never committed): remove what step 2 staged."""
+        if self._journal is None:
+            return
+        roll_back(self.root, [self._op_json(o) for o in self._ops])
+        _drop_journal(self._journal)
+        self._journal = None
+
+    def _op_json(self, op: _Op) -> list[str | None]:
+        def rel(path: Path | None) -> str | None:
+            return None if path is None else os.path.relpath(path, self.root)
+
+        return [op.kind, rel(op.temp), rel(op.final)]
+
+
+@contextlib.contextmanager
+def run_transaction(root: Path, inventory: Inventory) -> Iterator[StoreTransaction]:
+    """One store transaction on an already locked PKI (``Pki.transaction`` is the public door)."""
+    # The SQLite COMMIT below is the commit point: an outer transaction would move it.
+    assert not inventory.in_transaction, "a store transaction must not run inside an inventory transaction"
+    tx = StoreTransaction(root, inventory)
+    committed = False
+    try:
+        with inventory.transaction():
+            yield tx
+            tx.prepare()
+        committed = True
+    except sqlite3.IntegrityError as exc:
+        tx.abort()
+        raise StoreError(f"the inventory refused the change: {exc}", "run `grpcpki doctor --store`") from None
+    except BaseException:
+        if not committed:
+            tx.abort()
+        raise
+    try:
+        tx.apply()
+    except OSError as exc:
+        # Committed, but a rename failed (disk error): the journal stays for the next command.
+        raise StoreError(
+            f"the change was recorded but its files could not all be put in place: {exc.strerror}",
+            "fix the disk problem, then run any grpcpki command to finish it (`grpcpki doctor --store`)",
+        ) from None
+
+
+# -- the journal on disk -----------------------------------------------------------------------------
+def journal_dir(root: Path) -> Path:
+    return root / JOURNAL_DIR
+
+
+def write_journal(root: Path, txn_id: str, body: dict[str, object]) -> Path:
+    directory = journal_dir(root)
+    ensure_dir(directory, PRIVATE_DIR_MODE)
+    path = directory / f"{txn_id}.json"
+    temp = directory / f".{txn_id}.json{TEMP_SUFFIX}"
+    crash_point("write journal")
+    _write_new(temp, json.dumps({"id": txn_id, **body}).encode(), 0o600, sync=True)
+    os.replace(temp, path)
+    fsync_dir(directory)
+    return path
+
+
+def pending_journals(root: Path) -> list[Path]:
+    try:
+        names = os.listdir(journal_dir(root))
+    except OSError:
+        return []
+    return sorted(journal_dir(root) / n for n in names)
+
+
+def _drop_journal(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    fsync_dir(path.parent)
+
+
+def recover(root: Path, inventory: Inventory | None) -> list[str]:
+    """Apply the recovery rule to every journal left in ``root`` (caller holds the lock).
+
+    Returns one line per journal handled, for whoever wants to say so.
+    """
+    done: list[str] = []
+    for path in pending_journals(root):
+        if path.name.endswith(TEMP_SUFFIX):
+            # A journal that was still being written: nothing it would list was staged yet.
+            path.unlink(missing_ok=True)
+            continue
+        try:
+            body = json.loads(path.read_bytes())
+            txn_id = str(body["id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise StoreError(
+                f"unreadable journal {path}", "move it aside and run `grpcpki doctor --store`"
+            ) from None
+        if body.get("kind") == "replace":
+            done.append(recover_replace(root, inventory, body))
+        else:
+            committed = inventory is not None and inventory.get_meta(TXN_META_PREFIX + txn_id) is not None
+            if committed:
+                roll_forward(root, body["ops"])
+                done.append(f"completed interrupted change {txn_id}")
+            else:
+                roll_back(root, body["ops"])
+                done.append(f"rolled back interrupted change {txn_id}")
+        _drop_journal(path)
+    return done
+
+
+def roll_forward(root: Path, ops: list[list[str | None]]) -> None:
+    directories: set[Path] = set()
+    for kind, temp, final in ops:
+        assert final is not None
+        final_path = root / final
+        crash_point(f"{kind} {final_path.name}")
+        if kind == "remove":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(final_path)
+            _rmdir_if_empty(root, final_path.parent)
+        else:
+            assert temp is not None
+            # A missing temp file was already renamed by an earlier attempt.
+            with contextlib.suppress(FileNotFoundError):
+                os.replace(root / temp, final_path)
+        directories.add(final_path.parent)
+    _make_durable(root, directories, len(ops) <= _SMALL_CHANGE)
+
+
+def roll_back(root: Path, ops: list[list[str | None]]) -> None:
+    parents: set[Path] = set()
+    for _kind, temp, final in ops:
+        if temp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(root / temp)
+        if final is not None:
+            parents.add((root / final).parent)
+    for directory in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+        _rmdir_if_empty(root, directory)
+
+
+# -- init-ca --force: build beside, then swap ----------------------------------------------------------
+def recover_replace(root: Path, inventory: Inventory | None, body: dict[str, object]) -> str:
+    """Finish or undo an interrupted ``init-ca --force`` (journal kind ``replace``).
+
+    The journal is written in the old PKI before the new one is built, and copied into the new
+    one; the new inventory holds ``meta['replaces_txn'] = ID``. So the PKI holding the journal
+    knows which one it is: the new one (the swap happened) moves the old one from the staging
+    name to its backup name; the old one (no swap) deletes the half-built staging directory.
+    """
+    staging = root.parent / str(body["staging"])
+    backup = root.parent / str(body["backup"])
+    is_new = inventory is not None and inventory.get_meta(REPLACE_META) == body["id"]
+    if is_new:
+        if staging.exists() and not backup.exists():
+            os.replace(staging, backup)
+            with contextlib.suppress(FileNotFoundError):
+                (journal_dir(backup) / f"{body['id']}.json").unlink()
+        return f"completed interrupted init-ca --force (the old PKI is in {backup})"
+    shutil.rmtree(staging, ignore_errors=True)
+    return "rolled back interrupted init-ca --force (the existing CA is unchanged)"
+
+
+# -- small file helpers --------------------------------------------------------------------------------
+def _write_new(path: Path, data: bytes, mode: int, *, sync: bool) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        raise GrpcpkiError(f"cannot write {path}: {exc.strerror}", "check permissions and free space") from None
+    try:
+        # The umask may have cleared bits of ``mode`` (or a leftover had others): set it exactly,
+        # before the first byte, so a key is never readable by others.
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if sync:
+            os.fsync(fd)
+    except OSError as exc:
+        raise GrpcpkiError(f"cannot write {path}: {exc.strerror}", "check permissions and free space") from None
+    finally:
+        os.close(fd)
+
+
+def _link_or_copy(source: Path, target: Path, *, sync: bool) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(target)
+    try:
+        # A hard link shares the inode: no bytes copied, and the mode (0600 for keys) is the
+        # original's from the first instant. The rename of the live path later leaves it alone.
+        os.link(source, target)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK, errno.EACCES):
+            raise GrpcpkiError(f"cannot archive {source}: {exc.strerror}", "check permissions") from None
+    mode = os.stat(source).st_mode & 0o777
+    _write_new(target, source.read_bytes(), mode, sync=sync)
+
+
+def _make_durable(root: Path, directories: set[Path], small: bool) -> None:
+    if not directories:
+        return
+    if small:
+        for directory in directories:
+            fsync_dir(directory)
+    else:
+        sync_filesystem(root)
+
+
+def _ensure_parent(final: Path) -> None:
+    if not final.parent.is_dir():
+        # 0700: every folder below the PKI root that grpcpki creates may hold a private key.
+        ensure_dir(final.parent, PRIVATE_DIR_MODE)
+
+
+def _rmdir_if_empty(root: Path, directory: Path) -> None:
+    # Only per-certificate folders (certs/NAME, archive/NAME/SERIAL, archive/NAME): never the
+    # top-level ones people and tools expect to find.
+    while len(directory.relative_to(root).parts) >= 2:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        directory = directory.parent
+
+
+__all__ = [
+    "CRASH_ENV",
+    "JOURNAL_DIR",
+    "StoreTransaction",
+    "crash_point",
+    "exchange",
+    "pending_journals",
+    "recover",
+    "run_transaction",
+    "sync_filesystem",
+    "write_journal",
+]

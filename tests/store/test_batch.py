@@ -1,0 +1,68 @@
+"""The batch API: many leaves in one locked transaction, all of them or none."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from store_support import assert_store_consistent
+
+from grpcpki.engine import AlreadyExistsError, InvalidNameError, Pki, Role
+from grpcpki.engine.pki import LeafRequest
+from grpcpki.engine.rotation import renew
+
+
+def _files(pki: Pki) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(pki.path)): p.read_bytes()
+        for p in pki.path.rglob("*")
+        if p.is_file() and not p.name.startswith(("inventory.db", ".lock"))
+    }
+
+
+def test_issue_many_lands_every_leaf_in_one_transaction(tmp_path: Path) -> None:
+    pki = Pki.init(tmp_path / "pki", intermediate=True)
+    requests = [LeafRequest(Role.SERVER if i % 2 else Role.CLIENT, f"svc-{i}") for i in range(40)]
+    seen: list[str] = []
+    records = pki.issue_many(requests, on_result=lambda request, _record: seen.append(request.name))
+    assert [r.name for r in records] == [r.name for r in requests] == seen
+    assert len(pki.records()) == 40
+    # One commit: the inventory holds the marker of exactly one store transaction.
+    markers = pki.inventory.execute("SELECT key FROM meta WHERE key LIKE 'txn:%'").fetchall()
+    assert len(markers) == 1
+    counts = assert_store_consistent(pki.path)
+    assert counts["active"] == 40
+
+
+@pytest.mark.parametrize(
+    ("bad", "error"),
+    [
+        (LeafRequest(Role.SERVER, "taken"), AlreadyExistsError),  # already active
+        (LeafRequest(Role.SERVER, "svc-1"), AlreadyExistsError),  # twice in the batch
+        (LeafRequest(Role.SERVER, "bad name/.."), InvalidNameError),
+    ],
+    ids=["existing-name", "duplicate-in-batch", "invalid-name"],
+)
+def test_a_bad_request_writes_nothing_of_the_batch(tmp_path: Path, bad: LeafRequest, error: type[Exception]) -> None:
+    pki = Pki.init(tmp_path / "pki")
+    pki.issue(Role.SERVER, "taken")
+    before = _files(pki)
+    requests = [LeafRequest(Role.SERVER, f"svc-{i}") for i in range(5)]
+    with pytest.raises(error):
+        pki.issue_many([*requests[:3], bad, *requests[3:]])
+    assert _files(pki) == before
+    assert [r.name for r in pki.records()] == ["taken"]
+    assert_store_consistent(pki.path)
+
+
+def test_renew_all_is_one_transaction_and_archives_each_old_certificate(tmp_path: Path) -> None:
+    pki = Pki.init(tmp_path / "pki")
+    old = pki.issue_many([LeafRequest(Role.SERVER, f"svc-{i}") for i in range(20)])
+    results = renew(pki, force=True)
+    assert {r.action for r in results} == {"renewed"}
+    for record in old:
+        archived = pki.path / "archive" / record.name / record.serial / "cert.pem"
+        assert archived.is_file() and pki.inventory.by_serial(record.serial).status == "superseded"  # type: ignore[union-attr]
+        # A hard link to the old file: the archived key kept its 0600 from the first instant.
+        assert (archived.parent / "key.pem").stat().st_mode & 0o777 == 0o600
+    assert assert_store_consistent(pki.path)["active"] == 20
