@@ -445,7 +445,29 @@ def open_inventory(pki_dir: Path | str) -> Inventory:
             f"no CA in {root.resolve()}",
             "create one with `grpcpki init-ca`, or point --pki / GRPCPKI_HOME at your PKI directory",
         )
-    return Inventory(db_path, root)
+    inventory = Inventory(db_path, root)
+    _recover_if_pending(root, inventory)
+    return inventory
+
+
+def _recover_if_pending(root: Path, inventory: Inventory) -> None:
+    """Apply the store's recovery rule (journal.py) if a writer was killed mid-change and no
+    writer holds the lock now; a reader never waits for it."""
+    if not (root / ".journal").is_dir() or not any((root / ".journal").iterdir()):
+        return
+    from grpcpki.engine.errors import GrpcpkiError
+    from grpcpki.engine.journal import recover
+    from grpcpki.engine.lock import StoreLock
+
+    lock = StoreLock(root)
+    try:
+        if lock.acquire(blocking=False):
+            try:
+                recover(root, inventory)
+            finally:
+                lock.release()
+    except (GrpcpkiError, OSError):
+        pass  # e.g. a read-only user: the next writer recovers
 
 
 def _where(
