@@ -1,8 +1,16 @@
-"""One place for output: data to stdout, status and errors to stderr (pipes stay clean)."""
+"""One place for output: data to stdout, status and errors to stderr (pipes stay clean).
+
+Text from outside (certificate fields, fingerprints, file names, grpc's messages) is never read
+as rich markup or emoji: the consoles are made with ``emoji=False`` (a fingerprint's ``:AB:``
+stays ``:AB:``) and the helpers below print outside text as :class:`rich.text.Text`. A suggested
+command is printed on a line of its own, outside any panel, never wrapped (:func:`fix_lines`), so
+it can be copied and pasted as it is.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -10,18 +18,19 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 
 @lru_cache(maxsize=1)
 def out() -> Console:
     """Console for data: tables, JSON, results a script may read."""
-    return Console(soft_wrap=True)
+    return Console(soft_wrap=True, emoji=False, highlight=False)
 
 
 @lru_cache(maxsize=1)
 def err() -> Console:
     """Console for people: progress, status lines, warnings and errors."""
-    return Console(stderr=True, soft_wrap=True)
+    return Console(stderr=True, soft_wrap=True, emoji=False, highlight=False)
 
 
 def render_error(message: str, hint: str | None = None) -> None:
@@ -30,6 +39,31 @@ def render_error(message: str, hint: str | None = None) -> None:
     if hint:
         text += f" [dim]-[/] {escape(hint)}"
     err().print(text, highlight=False)
+
+
+# A fix that is a command as a whole, and commands quoted in a fix's prose (`grpcpki renew web`).
+_COMMAND_WORDS = ("grpcpki ", "openssl ", "chmod ", "ssh-keygen ", "ls ", "timedatectl ")
+_QUOTED = re.compile(r"`([^`]+)`")
+
+
+def commands_in(fix: str) -> list[str]:
+    """The runnable commands a fix names: the whole fix if it is one, else each `quoted` one."""
+    if fix.startswith(_COMMAND_WORDS) and "`" not in fix:
+        return [fix]
+    return [c for c in _QUOTED.findall(fix) if c.startswith(_COMMAND_WORDS)]
+
+
+def fix_lines(fix: str, *, console: Console | None = None) -> None:
+    """Each command of ``fix`` on a line of its own, indented, never wrapped and never read as
+    markup: what a user copies is exactly what grpcpki means."""
+    target = console or err()
+    for command in commands_in(fix):
+        target.print(Text("    " + command), soft_wrap=True, crop=False, overflow="ignore", no_wrap=True)
+
+
+def plain(text: str, style: str = "") -> Text:
+    """Outside text (a subject, a fingerprint, a path) as rich Text: never markup, never emoji."""
+    return Text(text, style=style)
 
 
 def warning(message: str) -> None:

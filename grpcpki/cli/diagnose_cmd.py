@@ -1,7 +1,9 @@
 """``grpcpki doctor`` (static checks, no network) and ``grpcpki probe`` (a live TLS handshake).
 
-Both are thin: the checks are :mod:`grpcpki.engine.diagnosis` / :mod:`grpcpki.engine.doctor` and
-:mod:`grpcpki.engine.probe`; this module resolves flags to files and renders findings. Exit code
+Both are thin: the checks are :mod:`grpcpki.diagnosis.store` / :mod:`grpcpki.diagnosis.doctor` and
+:mod:`grpcpki.diagnosis.probe`; this module resolves flags to files and renders findings. Text
+from certificates goes to rich as plain Text; suggested commands are printed on their own lines,
+outside the panels, never wrapped (grpcpki.cli.console.fix_lines). Exit code
 1 when any finding is an error, so either can gate a deploy (``grpcpki doctor && deploy``).
 """
 
@@ -17,6 +19,7 @@ import click
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from grpcpki.cli import console
 from grpcpki.cli.completion_cmd import complete_names
@@ -25,10 +28,10 @@ from grpcpki.cli.params import HOST_PORT
 from grpcpki.engine.errors import GrpcpkiError
 
 if TYPE_CHECKING:
+    from grpcpki.diagnosis.findings import Finding
+    from grpcpki.diagnosis.probe import ProbeResult
+    from grpcpki.diagnosis.store import Checked
     from grpcpki.engine.certs import CertInfo
-    from grpcpki.engine.diagnosis import Checked
-    from grpcpki.engine.doctor import Finding
-    from grpcpki.engine.probe import ProbeResult
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "blue"}
@@ -51,15 +54,31 @@ def _findings_table(findings: Sequence[Finding]) -> Table:
     table.add_column(style="dim", no_wrap=True)
     for f in findings:
         style = _SEVERITY_STYLE.get(f.severity.value, "")
-        text = escape(f.message)
+        text = Text(f.message)
         if f.fix:
-            text += f"\n[cyan]fix:[/] {escape(f.fix)}"
-        table.add_row(f"[{style}]{f.severity.value}[/]", text, f.id)
+            text.append("\nfix: ", style="cyan")
+            text.append(f.fix)
+        table.add_row(Text(f.severity.value, style=style), text, Text(f.id))
     return table
 
 
+def _fix_commands(findings: Sequence[Finding]) -> None:
+    """The findings' commands below the panel, one per line: copied from there, they run as meant."""
+    fixes = [f.fix for f in findings if f.fix and console.commands_in(f.fix)]
+    if not fixes:
+        return
+    out = console.out()
+    out.print(Text("  to fix, run:"))
+    done: set[str] = set()
+    for fix in fixes:
+        for command in console.commands_in(fix):
+            if command not in done:
+                done.add(command)
+                console.fix_lines(command, console=out)
+
+
 def _exit_for(findings: Sequence[Finding]) -> None:
-    from grpcpki.engine.doctor import has_errors
+    from grpcpki.diagnosis.findings import has_errors
 
     if has_errors(findings):
         raise click.exceptions.Exit(1)
@@ -93,6 +112,11 @@ def _counts(findings: Sequence[Finding]) -> str:
     help="Check --cert as a server or client certificate [default: from its extended key usage].",
 )
 @click.option("--host", metavar="HOST", help="The name clients dial: check the server certificate covers it.")
+@click.option(
+    "--crl",
+    type=_FILE,
+    help="Report certificates this CRL (PEM or DER) revokes [default: the PKI's crl.pem, once `grpcpki revoke` wrote it].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print findings as JSON (stable ids) for scripts.")
 @pki_options
 @pass_app
@@ -104,6 +128,7 @@ def doctor(
     ca: Path | None,
     role: str | None,
     host: str | None,
+    crl: Path | None,
     as_json: bool,
 ) -> None:
     """Check certificates, keys and trust bundles offline, and say how to fix what is wrong.
@@ -120,9 +145,10 @@ def doctor(
       grpcpki doctor localhost --host api.internal     # will clients dialing api.internal accept it?
       grpcpki doctor web
       grpcpki doctor --cert server.crt --key server.key --ca ca.crt --role server --host 10.0.0.7
+      grpcpki doctor --cert client.crt --crl revoked.crl       # is it revoked?
       grpcpki doctor --json | jq -r '.checked[].findings[] | select(.severity=="error") | .id'
     """
-    from grpcpki.engine import diagnosis
+    from grpcpki.diagnosis import store as diagnosis
     from grpcpki.engine.pki import Pki
 
     explicit = [flag for flag, value in (("--cert", cert), ("--key", key), ("--ca", ca)) if value is not None]
@@ -136,6 +162,8 @@ def doctor(
         raise click.UsageError("--host is the name clients dial, a server check; drop it with --role client")
     if role and cert is None:
         raise click.UsageError("--role applies to --cert FILE; a PKI check takes each certificate's own role")
+    if crl is not None and not crl.is_file():
+        raise click.BadParameter(f"{crl} does not exist", param_hint="--crl")
 
     have_pki = Pki.exists(app.pki_path)
     if name is not None:
@@ -145,13 +173,18 @@ def doctor(
             raise click.UsageError(f"--host is the name clients dial; {name} is a client certificate")
         # Without --host, a server is checked for every name the inventory says it was issued for.
         record_sans = list(pki.find(name).sans)
-        checked = [diagnosis.doctor_material(material, host=host, known=diagnosis.known_cas(pki), sans=record_sans)]
+        checked = [
+            diagnosis.doctor_material(
+                material, host=host, known=diagnosis.known_cas(pki), sans=record_sans, crl=crl or diagnosis.pki_crl(pki)
+            )
+        ]
         scope = f"{material.role.value} certificate {name}"
     elif cert is not None:
         known: list[bytes] = []
         if have_pki:
             pki = app.pki()
             known = diagnosis.known_cas(pki)
+            crl = crl or diagnosis.pki_crl(pki)
             if ca is None:
                 ca = pki.trust_bundle_path
                 if not as_json:
@@ -163,11 +196,11 @@ def doctor(
                 if guessed
                 else f"{cert} does not say whether it is a server or client certificate; pass --role to check its usage"
             )
-        checked = [diagnosis.doctor_files(cert, key, ca=ca, role=guessed, host=host, known=known)]
+        checked = [diagnosis.doctor_files(cert, key, ca=ca, role=guessed, host=host, known=known, crl=crl)]
         scope = str(cert)
     else:
         pki = app.pki()  # NoCAError: one line with the hint to run init-ca
-        checked = diagnosis.doctor_pki(pki, host=host, passphrase=_passphrase_if_given(app))
+        checked = diagnosis.doctor_pki(pki, host=host, passphrase=_passphrase_if_given(app), crl=crl)
         scope = f"the PKI in {pki.path}"
 
     findings = [f for item in checked for f in item.findings]
@@ -224,6 +257,7 @@ def _render_checked(items: Sequence[Checked]) -> None:
                 border_style=style,
             )
         )
+        _fix_commands(item.findings)
 
 
 # --------------------------------------------------------------------------------------- probe
@@ -277,10 +311,10 @@ def probe(
       grpcpki probe 10.0.0.7:443 --server-name api.internal --ca ca.crt
       grpcpki probe api.example.com:443 --cert client.crt --key client.key --json
     """
-    from grpcpki.engine.diagnosis import known_cas
+    from grpcpki.diagnosis.probe import probe as run_probe
+    from grpcpki.diagnosis.store import known_cas
+    from grpcpki.engine.address import split_target
     from grpcpki.engine.pki import Pki
-    from grpcpki.engine.probe import probe as run_probe
-    from grpcpki.greeter.errors import split_target
 
     host, port_text = split_target(target)
     if name and (cert or key):
@@ -377,6 +411,7 @@ def _render_probe(result: ProbeResult, *, ca: Path | None, client: Path | None) 
     if result.findings:
         style = "red" if not result.ok else "yellow"
         out.print(Panel(_findings_table(result.findings), title="findings", title_align="left", border_style=style))
+        _fix_commands(result.findings)
     summary = _counts(result.findings)
     if not result.ok:
         console.err().print(f"[bold red]✗[/] {escape(where)}: {summary}", highlight=False)

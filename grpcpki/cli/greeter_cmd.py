@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.markup import escape
 
+from grpcpki.cli import console
 from grpcpki.cli.console import err, info, out, render_error, success, warning
 from grpcpki.cli.completion_cmd import complete_names
 from grpcpki.cli.context import App, pass_app, pki_options
@@ -29,11 +30,10 @@ from grpcpki.engine.errors import GrpcpkiError, NotFoundError
 
 if TYPE_CHECKING:
     from grpcpki.engine import CertInfo
-    from grpcpki.engine.pki import Pki
     from grpcpki.greeter.client import CallResult, ClientConfig
-    from grpcpki.greeter.errors import Diagnosis
+    from grpcpki.diagnosis.explain import Diagnosis
+    from grpcpki.diagnosis.serverlog import StderrRewriter
     from grpcpki.greeter.files import TlsFiles, TlsMaterial
-    from grpcpki.greeter.grpclog import StderrRewriter
     from grpcpki.greeter.server import CallRecord, GreeterServer, ReloadRecord
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -74,41 +74,26 @@ def _resolve_files(
         try:
             material = pki.material(name)
         except NotFoundError:
-            _raise_if_revoked(pki, name)
+            from grpcpki.diagnosis.store import revoked_instead
+
+            revoked = revoked_instead(pki, name)
+            if revoked is not None:
+                raise revoked from None
             raise
         return TlsFiles(chain=material.chain_path, key=material.key_path, ca=material.trust_path)
     return TlsFiles(chain=cert, key=key, ca=ca)
 
 
-def _raise_if_revoked(pki: Pki, name: str) -> None:
-    """--name NAME whose only certificate was revoked: say so, rather than 'no active certificate'."""
-    from grpcpki.greeter.errors import issue_command
-
-    revoked = pki.inventory.query(kinds=("server", "client"), statuses=("revoked",), name=name)
-    if not revoked:
+def _warn_if_refused(material: TlsMaterial | None, *, role: str) -> None:
+    """Warn about what peers will refuse (the doctor's errors on it), before the first handshake does."""
+    if material is None or material.leaf is None or not material.chain_pem:
         return
-    record = revoked[-1]
-    when = f" on {record.revoked_at:%Y-%m-%d %H:%M}Z" if record.revoked_at else ""
-    raise NotFoundError(
-        f"{name!r} has no active certificate: its last one (serial {record.serial}) was revoked{when}",
-        f"a revoked certificate cannot be renewed; issue a new one: `{issue_command(record.kind, name, record.sans)}`",
-    )
+    from grpcpki.diagnosis.store import preflight
 
-
-def _check_leaf(leaf: CertInfo | None, *, usage: str, side: str) -> None:
-    """Warn about certificates the peer will refuse, before the first handshake does."""
-    if leaf is None:
-        return
-    if leaf.extended_key_usage and usage not in leaf.extended_key_usage:
-        warning(
-            f"{leaf.subject} has no {usage} extended key usage: peers will reject it "
-            f"(unsupported certificate purpose); issue a {side} certificate instead"
-        )
-    state = leaf.validity_state()
-    if state == "expired":
-        warning(f"{leaf.subject} expired on {leaf.not_after:%Y-%m-%d %H:%M}Z: peers will reject it")
-    elif state == "not-yet-valid":
-        warning(f"{leaf.subject} is not valid before {leaf.not_before:%Y-%m-%d %H:%M}Z: peers will reject it")
+    for finding in preflight(material.chain_pem, role):
+        warning(f"peers will refuse it: {finding.message}")
+        if finding.fix:
+            console.fix_lines(finding.fix)
 
 
 def _cert_summary(leaf: CertInfo) -> dict[str, Any]:
@@ -280,7 +265,7 @@ def serve(
     started = server.start()
     material = started.material
     if material is not None:
-        _check_leaf(material.leaf, usage="serverAuth", side="server")
+        _warn_if_refused(material, role="server")
 
     stop = threading.Event()
     received: list[str] = []
@@ -336,12 +321,12 @@ def serve(
 def _handshake_log_rewriter(server: GreeterServer) -> StderrRewriter | None:
     """Rewrite grpc core's 'Handshake failed ...' lines on stderr into plain words.
 
-    A rejected handshake never reaches Python (grpc-errors.md b, c, i, k, m); grpc core's own
-    log line on fd 2 is the only trace, so the descriptor is routed through a pipe
-    (grpcpki.greeter.grpclog). The trusted CAs and server names are read at each line, so
+    A rejected handshake never reaches Python (docs/failures.md#server-rejected-client); grpc
+    core's own log line on fd 2 is the only trace, so the descriptor is routed through a pipe
+    (grpcpki.diagnosis.serverlog). The trusted CAs and server names are read at each line, so
     they follow a hot reload. With GRPC_VERBOSITY=ERROR grpc drops the I-level lines itself.
     """
-    from grpcpki.greeter.grpclog import StderrRewriter, explain_grpc_line
+    from grpcpki.diagnosis.serverlog import StderrRewriter, explain_grpc_line
 
     def rewrite(line: str) -> str | None:
         material = server.reloader.current if server.reloader is not None else None
@@ -453,8 +438,9 @@ def greet(
         # Must be set before grpc is first imported (below).
         os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
+    from grpcpki.diagnosis.explain import tail
     from grpcpki.greeter.client import ClientConfig, GreeterClient, identity_of
-    from grpcpki.greeter.errors import MODE_WORDS, tail
+    from grpcpki.greeter.errors import MODE_WORDS
 
     config = ClientConfig(
         target=target,
@@ -467,7 +453,7 @@ def greet(
     client = GreeterClient(config)
     material: TlsMaterial | None = client.connect()
     if material is not None:
-        _check_leaf(material.leaf, usage="clientAuth", side="client")
+        _warn_if_refused(material, role="client")
     if not as_json:
         who = identity_of(material)
         line = f"greeting {target} over {MODE_WORDS[mode]}"
@@ -520,9 +506,9 @@ def greet(
 
 def _failure_explainer(app: App, config: ClientConfig) -> Callable[[CallResult], CallResult]:
     """Replace grpc's first reading of a failed call with the specific cause, found by a live
-    probe and the doctor (grpcpki.greeter.diagnose). Once per distinct failure: a loop of
+    probe and the doctor (grpcpki.diagnosis.failure). Once per distinct failure: a loop of
     identical failures probes once, and the success path never pays for it."""
-    from grpcpki.greeter.diagnose import diagnose_failure, failure_key
+    from grpcpki.diagnosis.failure import diagnose_failure, failure_key
 
     cache: dict[tuple[object, ...], Diagnosis] = {}
     known: list[bytes] | None = None
@@ -541,7 +527,7 @@ def _failure_explainer(app: App, config: ClientConfig) -> Callable[[CallResult],
 
 def _known_cas(app: App) -> list[bytes]:
     """The PKI's intermediates, if there is a PKI: they let a missing one be named."""
-    from grpcpki.engine.diagnosis import known_cas
+    from grpcpki.diagnosis.store import known_cas
     from grpcpki.engine.pki import Pki
 
     if not Pki.exists(app.pki_path):
@@ -568,6 +554,8 @@ def _report(result: CallResult, *, as_json: bool, verbose: bool, many: bool, tai
     diagnosis = result.diagnosis
     cause = diagnosis.cause if diagnosis else (result.details or "unknown failure")
     render_error(f"{prefix}{result.code} after {result.latency_ms:.1f} ms: {cause}", diagnosis.fix if diagnosis else None)
+    if diagnosis is not None:
+        console.fix_lines(diagnosis.fix)
     if verbose and result.debug_error:
         err().print(f"  grpc: {result.debug_error}", markup=False, highlight=False, style="dim")
     elif result.details:

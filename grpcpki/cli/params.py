@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from grpcpki.engine.address import split_target
 from grpcpki.engine.durations import parse_duration
 from grpcpki.engine.errors import GrpcpkiError
 
@@ -38,8 +39,6 @@ class HostPortType(click.ParamType):
         self.allow_port_zero = allow_port_zero
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from grpcpki.greeter.errors import split_target
-
         text = str(value)
         host, port = split_target(text)
         lowest = 0 if self.allow_port_zero else 1

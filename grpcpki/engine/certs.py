@@ -272,7 +272,7 @@ def check_key_pair(chain_pem: bytes, key_pem: bytes, passphrase: bytes | None = 
     """Raise unless ``key_pem`` is the private key of the first certificate in ``chain_pem``.
 
     gRPC reports a mismatch as 'Failed to bind to address' (server) or 'Failed to create
-    security handshaker' (client) (grpc-errors.md n, n2); checking first lets us say what it is.
+    security handshaker' (client) (docs/failures.md#key-mismatch-at-bind); checking first lets us say what it is.
     """
     cert = load_certificates(chain_pem, source="certificate")[0]
     key = load_private_key(key_pem, passphrase, source="private key")
@@ -436,7 +436,7 @@ class CA:
         """Issue a server or client certificate.
 
         A server ``name`` that is a hostname or IP becomes a SAN too; ``localhost`` also gets
-        127.0.0.1 and ::1, because gRPC checks IP targets only against IP SANs (grpc-errors.md q1).
+        127.0.0.1 and ::1, because gRPC checks IP targets only against IP SANs (docs/failures.md#hostname-mismatch).
         ``key_pem`` reuses an existing key (renewal with ``--keep-key``).
         """
         role = Role(role)
@@ -521,7 +521,7 @@ def leaf_sans(name: str, sans: Iterable[str | San] = (), *, name_as_san: bool = 
     """The SANs a leaf called NAME gets, validated; InvalidNameError if it would have none.
 
     A NAME that is a hostname or IP becomes a SAN too; ``localhost`` also gets 127.0.0.1 and
-    ::1, because gRPC checks IP targets only against IP SANs (grpc-errors.md q1). Needs no key,
+    ::1, because gRPC checks IP targets only against IP SANs (docs/failures.md#hostname-mismatch). Needs no key,
     so it can run before an encrypted CA is unlocked.
     """
     if not name or len(name) > _MAX_COMMON_NAME:

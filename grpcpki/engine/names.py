@@ -122,7 +122,7 @@ def validate_ip(text: str) -> str:
 
 def is_ip(host: str) -> bool:
     """Is ``host`` an IP address (``[v6]`` brackets allowed)? gRPC treats such targets differently:
-    no SNI, and only IP SANs match (grpc-errors.md f2, q1)."""
+    no SNI, and only IP SANs match (docs/failures.md#hostname-mismatch)."""
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:

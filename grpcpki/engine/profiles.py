@@ -70,7 +70,7 @@ DEFAULT_CA_DAYS = 3650
 DEFAULT_INTERMEDIATE_DAYS = 1825
 
 # notBefore is backdated so that a peer whose clock runs a little behind still accepts a
-# certificate issued a moment ago (grpc-errors.md scenario h: 'certificate is not yet valid').
+# certificate issued a moment ago (docs/failures.md#server-cert-not-yet-valid: 'certificate is not yet valid').
 BACKDATE = timedelta(minutes=5)
 
 

@@ -1,6 +1,6 @@
 """Chain verification with cryptography's RFC 5280 / Web PKI verifier (Rust, not OpenSSL).
 
-It is stricter than BoringSSL about trust anchors (grpc-errors.md o/o2: BoringSSL accepts a
+It is stricter than BoringSSL about trust anchors (docs/failures.md#pinned-leaf: BoringSSL accepts a
 CA:FALSE anchor), which is what we want from a checker: material that passes here passes
 in Go, Java and grpc-js too.
 """

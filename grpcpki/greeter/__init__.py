@@ -3,6 +3,7 @@
 Runtime only: no click, no rich. grpc is imported by :mod:`.server` and :mod:`.client` alone,
 and only when one of their names is first used (PEP 562 ``__getattr__`` below), so
 ``grpcpki.greeter.errors`` / ``.identity`` / ``.files`` stay importable without paying for grpc.
+Explaining a failed call is :mod:`grpcpki.diagnosis`'s job.
 
     from grpcpki.greeter import GreeterServer, ServerConfig, GreeterClient, ClientConfig, TlsFiles
 """
@@ -14,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from grpcpki.greeter.client import CallResult, ClientConfig, GreeterClient
-    from grpcpki.greeter.diagnose import diagnose_failure
-    from grpcpki.greeter.errors import Diagnosis, GreeterError, Mode, explain
+    from grpcpki.greeter.errors import GreeterError, Mode
     from grpcpki.greeter.files import TlsMaterial, TlsFiles
     from grpcpki.greeter.identity import AllowList, PeerIdentity, peer_identity
     from grpcpki.greeter.server import (
@@ -32,11 +32,8 @@ _EXPORTS: dict[str, str] = {
     "CallResult": "client",
     "ClientConfig": "client",
     "GreeterClient": "client",
-    "diagnose_failure": "diagnose",
-    "Diagnosis": "errors",
     "GreeterError": "errors",
     "Mode": "errors",
-    "explain": "errors",
     "TlsMaterial": "files",
     "TlsFiles": "files",
     "AllowList": "identity",
@@ -58,7 +55,6 @@ __all__ = [
     "CallResult",
     "CertificateReloader",
     "ClientConfig",
-    "Diagnosis",
     "GreeterClient",
     "GreeterError",
     "GreeterServer",
@@ -70,8 +66,6 @@ __all__ = [
     "ServerConfig",
     "TlsFiles",
     "TlsMaterial",
-    "diagnose_failure",
-    "explain",
     "peer_identity",
 ]
 

@@ -17,7 +17,8 @@ import grpc
 
 from grpcpki.engine.errors import GrpcpkiError, KeyMismatchError
 from grpcpki.greeter._proto import helloworld_pb2, helloworld_pb2_grpc
-from grpcpki.greeter.errors import Diagnosis, GreeterError, Mode, explain
+from grpcpki.diagnosis.explain import Diagnosis, explain
+from grpcpki.greeter.errors import GreeterError, Mode
 from grpcpki.greeter.files import TlsMaterial, TlsFiles, load
 from grpcpki.greeter.identity import PEER_IDENTITY_HEADER
 
@@ -138,7 +139,7 @@ class GreeterClient:
         else:
             files = cfg.files if cfg.mode == "mtls" else TlsFiles(ca=cfg.files.ca)
             # check_key_pair before grpc: a mismatch would surface only as
-            # 'Failed to create security handshaker' at the first call (grpc-errors.md n2).
+            # 'Failed to create security handshaker' at the first call (docs/failures.md#local-credentials-unusable).
             self.material = self._last_good = self._load_settled(files)
             if cfg.mode == "mtls" and self.material.chain_pem is None:
                 raise GreeterError(
@@ -156,7 +157,7 @@ class GreeterClient:
             ("grpc.use_local_subchannel_pool", 1),
         ]
         if cfg.server_name and credentials is not None:
-            # Used for both SNI and the hostname check (grpc-errors.md row r).
+            # Used for both SNI and the hostname check (docs/failures.md#hostname-mismatch).
             options.append(("grpc.ssl_target_name_override", cfg.server_name))
         if credentials is None:
             self._channel = grpc.insecure_channel(cfg.target, options=options)
@@ -193,7 +194,7 @@ class GreeterClient:
         start = time.perf_counter()
         try:
             # wait_for_ready=False (the default, spelled out): with True every TLS failure
-            # becomes a bare DEADLINE_EXCEEDED after the full timeout (grpc-errors.md rule 7).
+            # becomes a bare DEADLINE_EXCEEDED after the full timeout (docs/failures.md#wait-for-ready).
             reply, call = self._stub.SayHello.with_call(
                 helloworld_pb2.HelloRequest(name=name), timeout=self.config.timeout, wait_for_ready=False
             )

@@ -1,6 +1,6 @@
 """The per-call revocation check of ``grpcpki serve``: is the caller's certificate in crl.pem?
 
-grpcio's Python server credentials cannot take a CRL (grpc-errors.md), so the handshake
+grpcio's Python server credentials cannot take a CRL (docs/failures.md#client-cert-revoked), so the handshake
 accepts a revoked client certificate and the servicer refuses the call instead: it reads the
 client leaf from ``context.auth_context()["x509_pem_cert"]`` and looks its serial up in
 :func:`grpcpki.engine.revocation.revoked_serials`, which re-parses the file only when its

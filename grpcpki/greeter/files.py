@@ -81,7 +81,7 @@ def load(files: TlsFiles, *, side: str = "server") -> TlsMaterial:
 
     The pair is checked with the engine's ``check_key_pair`` because grpc reports a mismatch
     as 'Failed to bind to address' on a server and 'Failed to create security handshaker'
-    on a client (grpc-errors.md rows n, n2).
+    on a client (docs/failures.md#key-mismatch-at-bind).
     """
     chain_pem = key_pem = ca_pem = None
     leaf = None

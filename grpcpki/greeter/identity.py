@@ -1,7 +1,7 @@
 """Who is calling: the peer identity from grpc's auth context, and the ``--allow`` list.
 
 Pure functions over the ``dict[str, list[bytes]]`` that ``ServicerContext.auth_context()``
-returns (keys measured in grpc-errors.md, "Server-side peer identity"), so no grpc import.
+returns (keys measured in docs/failures.md#peer-identity), so no grpc import.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 PEER_IDENTITY_HEADER = "grpcpki-peer-identity"
 """Initial-metadata key carrying the identity the server read from the caller's certificate.
 
-grpc's Python client cannot see the handshake (grpc-errors.md: a Call exposes no auth
-context), so the Greeter server tells the client who it thinks the client is.
+grpc's Python client cannot see the handshake (docs/failures.md#peer-identity: a Call exposes
+no auth context), so the Greeter server tells the client who it thinks the client is.
 """
 
 
@@ -79,7 +79,7 @@ def peer_identity(auth_context: Mapping[str, Sequence[bytes]]) -> PeerIdentity:
     """Build a :class:`PeerIdentity` from ``context.auth_context()``.
 
     Uses ``peer_uri`` / ``peer_dns`` / ``peer_ip`` (split by SAN type) rather than
-    ``peer_identities()``, which mixes every SAN type in one list (grpc-errors.md).
+    ``peer_identities()``, which mixes every SAN type in one list (docs/failures.md#peer-identity).
     """
     transport = (_strings(auth_context.get("transport_security_type")) or ("unknown",))[0]
     cns = _strings(auth_context.get("x509_common_name"))

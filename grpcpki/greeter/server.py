@@ -32,7 +32,8 @@ from grpcpki.engine import CertInfo
 from grpcpki.engine.errors import GrpcpkiError
 from grpcpki.greeter._proto import helloworld_pb2, helloworld_pb2_grpc
 from grpcpki.greeter.crl import RevocationCheck, Revoked
-from grpcpki.greeter.errors import GreeterError, Mode, split_target
+from grpcpki.engine.address import split_target
+from grpcpki.greeter.errors import GreeterError, Mode
 from grpcpki.greeter.files import TlsMaterial, Stamp, TlsFiles, load, stamp
 from grpcpki.greeter.identity import PEER_IDENTITY_HEADER, AllowList, PeerIdentity, peer_identity
 
@@ -98,8 +99,7 @@ def _ascii_header(value: str) -> str:
 class CertificateReloader:
     """The fetcher for ``grpc.dynamic_ssl_server_credentials``: re-reads files that changed.
 
-    grpc calls it before *every* new incoming handshake (grpc-errors.md,
-    "dynamic_ssl_server_credentials"); returning None keeps the current configuration, and
+    grpc calls it before *every* new incoming handshake (docs/failures.md#dynamic-credentials); returning None keeps the current configuration, and
     existing connections keep their session. So each call is a cheap ``stat`` of three files,
     and a full read + ``check_key_pair`` only when a stamp changed. A half-written or
     mismatched pair is never handed to grpc: the old material stays and the reason is logged
@@ -329,7 +329,7 @@ class GreeterServer:
         credentials: grpc.ServerCredentials | None = None
         if cfg.mode != "plaintext":
             # Load and check_key_pair BEFORE add_secure_port: grpc reports a key/cert mismatch
-            # as 'Failed to bind to address' (grpc-errors.md row n).
+            # as 'Failed to bind to address' (docs/failures.md#key-mismatch-at-bind).
             self.reloader = CertificateReloader(
                 cfg.files, require_client_cert=cfg.mode == "mtls", on_reload=self._on_reload
             )

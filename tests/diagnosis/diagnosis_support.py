@@ -213,7 +213,7 @@ def build_world(directory: Path) -> World:
     for name, leaf in engine_leaves.items():
         _write(directory, name, leaf.chain_pem, leaf.key_pem)
     bad = {
-        # grpc-errors.md q1 / q2: IP and DNS SANs are not interchangeable.
+        # docs/failures.md#hostname-mismatch: IP and DNS SANs are not interchangeable.
         "server-dns-only": b.make_leaf(issuer, "localhost", sans=["DNS:localhost"], eku=[b.SERVER_AUTH]),
         "server-ip-only": b.make_leaf(issuer, "ip-only", sans=["IP:127.0.0.1"], eku=[b.SERVER_AUTH]),
         # f / f2: no SAN at all, CN=localhost.

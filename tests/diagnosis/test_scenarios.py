@@ -4,10 +4,10 @@
 * `greet` names the specific cause and a fix (not merely "handshake failed"), in words and in
   --json (``kind``, ``cause``, ``fix`` and the probe/doctor finding ids);
 * `doctor` (static) and/or `probe` (live) find the same problem by its stable id and exit 1;
-* where the server is the only side that knows (grpc-errors.md rule 4), `serve` says it in
+* where the server is the only side that knows (docs/failures.md#server-rejected-client), `serve` says it in
   plain words on stderr.
 
-Scenario letters refer to /work/shared/grpc-errors.md. One server per group, all started at
+Each scenario is a section of docs/failures.md (the letters are the original measurement's). One server per group, all started at
 once; the commands of one scenario run concurrently.
 """
 
@@ -362,7 +362,7 @@ def test_scenario(case: Scenario, world: World, servers: dict[str, Served]) -> N
 
 
 def test_cn_only_server_works_by_dns_name_but_doctor_flags_it(world: World, servers: dict[str, Served]) -> None:
-    # grpc-errors.md f: gRPC falls back to the CN for DNS targets, so this call succeeds; Go
+    # docs/failures.md#hostname-mismatch: gRPC falls back to the CN for DNS targets, so this call succeeds; Go
     # clients and IP targets do not, which is why doctor calls it an error.
     port = servers["cn-only"].port
     ok, doctor = run_many(
@@ -381,7 +381,7 @@ def test_q1_fix_works(world: World, servers: dict[str, Served]) -> None:
 
 
 def test_key_certificate_mismatch_at_serve_start(world: World) -> None:
-    # grpc-errors.md n: grpc itself would say 'Failed to bind to address'.
+    # docs/failures.md#key-mismatch-at-bind: grpc itself would say 'Failed to bind to address'.
     serve, doctor = run_many(
         ["serve", "--listen", "127.0.0.1:0", "--cert", world.cert("server"), "--key", world.key("client"), "--ca", world.ca],
         ["doctor", "--cert", world.cert("server"), "--key", world.key("client"), "--ca", world.ca, "--json"],

@@ -1,4 +1,4 @@
-"""grpcpki.engine.doctor: every finding id is triggered by real (broken) material."""
+"""grpcpki.diagnosis.doctor: every finding id is triggered by real (broken) material."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import badcerts as b
 import pytest
+from cryptography import x509
 
 from grpcpki.engine import CA, KeyType, Role
-from grpcpki.engine.doctor import (
+from grpcpki.diagnosis.doctor import (
     FINDINGS,
     Finding,
     Severity,
@@ -116,6 +117,21 @@ def _intermediate_world(w: World, **kwargs: object) -> tuple[b.Material, b.Mater
     return inter, b.make_leaf(inter)
 
 
+def _crl(issuer: b.Material, *revoked: b.Material) -> bytes:
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.cert.subject)
+        .last_update(NOW() - dt.timedelta(hours=1))
+        .next_update(NOW() + dt.timedelta(days=7))
+    )
+    for leaf in revoked:
+        entry = x509.RevokedCertificateBuilder().serial_number(leaf.cert.serial_number)
+        builder = builder.add_revoked_certificate(entry.revocation_date(NOW() - dt.timedelta(minutes=5)).build())
+    return builder.sign(issuer.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)  # type: ignore[arg-type]
+
+
 CASES: list[tuple[str, Case, str, Severity]] = [
     ("cert file missing", lambda w: check_material(str(w.tmp / "nope.crt")), "file-missing", Severity.ERROR),
     ("cert path is a directory", lambda w: check_material(str(w.tmp)), "file-unreadable", Severity.ERROR),
@@ -182,6 +198,12 @@ CASES: list[tuple[str, Case, str, Severity]] = [
         Severity.ERROR,
     ),
     ("expired leaf", _expired, "expired", Severity.ERROR),
+    (
+        "revoked by its issuer's CRL",
+        lambda w: check_material(w.server.cert_pem, role="server", crl=_crl(w.root, w.server)),
+        "revoked",
+        Severity.ERROR,
+    ),
     (
         "not yet valid (clock skew)",
         lambda w: _server(w, _leaf(w, not_before=NOW() + dt.timedelta(hours=2))),
@@ -423,11 +445,12 @@ def test_chain_rejected_catches_what_no_specific_check_explains(world: World) ->
 
 
 def test_every_finding_id_is_tested_and_documented() -> None:
-    import grpcpki.engine.doctor as doctor
+    from grpcpki.diagnosis.probe import PROBE_FINDINGS
 
     tested = {c[2] for c in CASES} | {"chain-rejected"}
-    assert tested == set(FINDINGS)
-    documented = set(re.findall(r"^([a-z0-9-]+)\s{2,}(?:error|warning|info)\s", doctor.__doc__ or "", re.M))
+    assert tested == set(FINDINGS) - set(PROBE_FINDINGS)
+    catalogue = (Path(__file__).resolve().parents[2] / "docs" / "failures.md").read_text()
+    documented = set(re.findall(r"^\| `([a-z0-9-]+)` \|", catalogue, re.M))
     assert documented == set(FINDINGS)
 
 
@@ -436,10 +459,14 @@ def test_every_finding_id_is_tested_and_documented() -> None:
 
 def test_name_mismatch_names_both_sides(world: World) -> None:
     leaf = b.make_leaf(world.root, sans=["DNS:localhost"])
-    [finding] = [f for f in _server(world, leaf, host="127.0.0.1", name="api") if f.id == "name-mismatch"]
+    [finding] = [f for f in _server(world, leaf, host="127.0.0.1", name="api", managed=True) if f.id == "name-mismatch"]
     assert "127.0.0.1" in finding.message and "DNS:localhost" in finding.message
-    # The fix keeps the names the certificate has and supersedes it (NAME already exists).
+    # The inventory's own certificate: the fix keeps its names, adds the one dialed, supersedes it.
     assert finding.fix == "grpcpki issue server api --dns localhost --ip 127.0.0.1 --replace"
+    # Anyone else's certificate (not the inventory's NAME): never --replace, which would supersede
+    # whatever certificate the PKI holds under that name.
+    [foreign] = [f for f in _server(world, leaf, host="127.0.0.1", name="api") if f.id == "name-mismatch"]
+    assert foreign.fix == "grpcpki issue server api --dns localhost --ip 127.0.0.1"
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""grpcpki.engine.probe against real servers on 127.0.0.1: stdlib ssl servers and one grpcio server."""
+"""grpcpki.diagnosis.probe against real servers on 127.0.0.1: stdlib ssl servers and one grpcio server."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import badcerts as b
 import pytest
 
 from grpcpki.engine import CA, Role
-from grpcpki.engine.doctor import FINDINGS, Severity
+from grpcpki.diagnosis.findings import FINDINGS, Severity
 from grpcpki.engine.errors import ProbeError
-from grpcpki.engine.probe import EMPTY_SETTINGS, PROBE_FINDINGS, ProbeResult, probe
+from grpcpki.diagnosis.probe import PROBE_FINDINGS, ProbeResult, probe
+from grpcpki.diagnosis.wire import EMPTY_SETTINGS
 
 Handler = Callable[[socket.socket], None]
 
@@ -365,7 +366,7 @@ def test_real_grpc_server_requiring_client_certs(pki: Pki) -> None:
     assert ids(anonymous) == {"server-requires-client-cert": Severity.INFO}
     assert anonymous.alpn == "h2" and anonymous.verified
     assert mutual.mutual_ok is True and mutual.ok
-    # gRPC C-core hangs up without an alert (grpc-errors.md c) and lists no acceptable CAs, so the
+    # gRPC C-core hangs up without an alert (docs/failures.md#server-rejected-client) and lists no acceptable CAs, so the
     # probe can only say the certificate was rejected, and point at its issuer.
     [finding] = [f for f in rejected.findings if f.id == "client-cert-rejected"]
     assert "closed the connection" in finding.message and "issuer is the likely cause" in finding.message
@@ -383,7 +384,7 @@ def test_bad_arguments_raise_probe_error() -> None:
 
 
 def test_probe_ids_do_not_clash_with_doctor_ids() -> None:
-    assert not set(PROBE_FINDINGS) & set(FINDINGS)
+    assert set(PROBE_FINDINGS) <= set(FINDINGS)
 
 
 def test_to_dict_is_json_ready(pki: Pki) -> None:
@@ -411,13 +412,14 @@ def _certificate_request(ca_names: list[bytes], *, tls13: bool) -> bytes:
 def test_certificate_request_ca_names_are_read(pki: Pki, tls13: bool) -> None:
     # Go and nginx servers list their client CAs; when the client's issuer is not among them the
     # probe names both sides even if the server hangs up without an alert.
-    from grpcpki.engine import probe as probe_module
+    from grpcpki.diagnosis import probe as probe_module
+    from grpcpki.diagnosis.wire import name_text, parse_certificate_authorities
 
     root_der = pki.ca.certificate.subject.public_bytes()
     message = _certificate_request([root_der], tls13=tls13)
-    names = probe_module._parse_certificate_authorities(message, tls13=tls13)
+    names = parse_certificate_authorities(message, tls13=tls13)
     assert names == [root_der]
-    assert probe_module._name_text(names[0]) == "CN=Probe CA"
+    assert name_text(names[0]) == "CN=Probe CA"
     stranger = pki.write("stranger-ca-check.pem", b.make_leaf(b.make_ca("Stranger CA"), "web").cert_pem)
     assert probe_module._issuer_not_listed(str(stranger), names) == ("CN=Stranger CA", "CN=Probe CA")
     assert probe_module._issuer_not_listed(str(pki.client_cert), names) is None

@@ -1,7 +1,7 @@
 """`grpcpki serve` and `grpcpki greet` end to end: real processes, real handshakes on 127.0.0.1.
 
 Each scenario asserts the exit code and the words a user reads. The expected client-side
-texts follow the measured catalogue in grpc-errors.md.
+texts follow the project's catalogue, docs/failures.md.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def test_client_cert_from_another_ca(mtls_server: Served, files: Files) -> None:
     assert "CN=rogue is issued by CN=Some Other CA" in err
     assert "grpc said: Socket closed" in err
     assert "Traceback" not in result.stderr
-    # grpc-errors.md row c: only the server's log has the cause.
+    # Only the server's log has the cause (docs/failures.md#server-rejected-client).
     assert "CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate" in mtls_server.stderr()
 
 
@@ -104,7 +104,7 @@ def test_no_client_certificate(mtls_server: Served, files: Files) -> None:
     err = one_line(result.stderr)
     assert "error: UNAVAILABLE" in err
     assert "requires a client certificate (mTLS) and this client sent none" in err
-    assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in mtls_server.stderr()  # grpc-errors.md row b
+    assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in mtls_server.stderr()  # docs/failures.md#client-cert-missing
 
 
 def test_client_does_not_trust_server_ca(mtls_server: Served, files: Files) -> None:
@@ -171,7 +171,7 @@ def test_tls_and_plaintext_modes(serve: type[Served], files: Files) -> None:
     plain = serve("--plaintext")
     ok = greet(plain, "--plaintext")
     assert ok.returncode == 0, ok.stderr
-    # grpc-errors.md row l: a TLS client meeting a plaintext server.
+    # A TLS client meeting a plaintext server (docs/failures.md#server-not-tls).
     wrong = greet(plain, *files.client_args())
     assert wrong.returncode == 1
     assert "speaks plaintext HTTP/2 (h2c), not TLS" in one_line(wrong.stderr)
@@ -326,7 +326,7 @@ def test_openssl_s_client_sees_h2_and_needs_client_cert(mtls_server: Served, fil
 
     # Without a client certificate the TLS 1.3 server rejects it after the client's Finished;
     # keep reading (-ign_eof) to see how: grpc drops the TCP connection without a TLS alert,
-    # which is exactly why a grpc client only reports "Socket closed" (grpc-errors.md row b).
+    # which is exactly why a grpc client only reports "Socket closed" (docs/failures.md#client-cert-missing).
     refused = subprocess.run(
         [*base, "-ign_eof"], input="", capture_output=True, text=True, errors="replace", timeout=10,
     )

@@ -10,7 +10,8 @@ import pytest
 from grpcpki.engine import Pki, Role
 from grpcpki.engine.revocation import revoke
 from grpcpki.greeter.crl import RevocationCheck
-from grpcpki.greeter.errors import GreeterError, explain
+from grpcpki.diagnosis.explain import explain
+from grpcpki.greeter.errors import GreeterError
 
 
 @pytest.fixture

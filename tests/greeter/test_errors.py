@@ -1,10 +1,11 @@
-"""explain(): the client-side reading of failed calls, table-driven from grpc-errors.md."""
+"""explain(): the client-side reading of failed calls, table-driven from the measured texts in docs/failures.md."""
 
 from __future__ import annotations
 
 import pytest
 
-from grpcpki.greeter.errors import explain, split_target, tail
+from grpcpki.diagnosis.explain import explain, tail
+from grpcpki.engine.address import split_target
 
 P = "failed to connect to all addresses; last error: "
 VERIFY = P + (
@@ -17,7 +18,7 @@ HOSTNAME = P + (
 )
 CLOSED = P + "UNAVAILABLE: ipv4:127.0.0.1:4242: Socket closed"
 
-# (row in grpc-errors.md, code, details, mode, expected kind, words the cause must contain)
+# (measured scenario, code, details, mode, expected kind, words the cause must contain)
 CASES = [
     ("b/c/i/k", "UNAVAILABLE", CLOSED, "mtls", "server-rejected-client", "rejected this client's certificate"),
     ("b", "UNAVAILABLE", CLOSED, "tls", "server-requires-client-cert", "this client sent none"),

@@ -1,4 +1,4 @@
-"""Peer identity from grpc's auth context (shapes measured in grpc-errors.md) and --allow."""
+"""Peer identity from grpc's auth context (shapes measured in docs/failures.md#peer-identity) and --allow."""
 
 from __future__ import annotations
 

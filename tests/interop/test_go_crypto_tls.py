@@ -345,7 +345,7 @@ def test_go_needs_the_intermediate_from_chain_pem(
 def test_cn_only_server_certificate_go_refuses_grpcio_accepts(go_programs: GoPrograms, tmp_path: Path) -> None:
     """A server certificate with CN=localhost and no SAN (tests/badcerts.py; grpcpki never issues
     one): Go refuses it for `localhost` (it ignores the CN since Go 1.15), grpcio/BoringSSL falls
-    back to the CN for a DNS target and accepts it (grpc-errors.md scenario f), and
+    back to the CN for a DNS target and accepts it (docs/failures.md#hostname-mismatch), and
     `doctor --role server` reports `cn-only` before anyone finds out in production."""
     ca = make_ca("CN-only Test CA")
     ca_file = tmp_path / "ca.crt"

@@ -1,8 +1,8 @@
 """Doctor for a whole PKI directory, one inventory name, or loose files: the loops around
-:mod:`grpcpki.engine.doctor`, kept here so that ``grpcpki doctor`` stays a thin layer.
+:mod:`grpcpki.diagnosis.doctor`, kept here so that ``grpcpki doctor`` stays a thin layer.
 
 Each thing looked at becomes a :class:`Checked`: what it is, which files, and the doctor's
-findings (the stable ids of :mod:`grpcpki.engine.doctor`). No network, no click/rich/grpc.
+findings (the stable ids of :mod:`grpcpki.diagnosis.findings`). No network, no click/rich/grpc.
 
 What a whole-PKI check covers:
 
@@ -28,14 +28,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from grpcpki.engine import doctor
-from grpcpki.engine.doctor import Finding, Severity, Source
+from grpcpki.diagnosis import doctor
+from grpcpki.diagnosis.findings import Finding, Severity, Source
+
+from grpcpki.diagnosis.facts import is_ca as _is_ca
+from grpcpki.diagnosis.fixes import issue_command
 
 if TYPE_CHECKING:
+    from grpcpki.engine.errors import NotFoundError
     from grpcpki.engine.inventory import Record
     from grpcpki.engine.pki import Material, Pki
 
-__all__ = ["Checked", "doctor_files", "doctor_material", "doctor_pki", "guess_role", "known_cas", "server_hosts"]
+__all__ = [
+    "Checked",
+    "doctor_files",
+    "doctor_material",
+    "doctor_pki",
+    "guess_role",
+    "known_cas",
+    "pki_crl",
+    "preflight",
+    "revoked_instead",
+    "server_hosts",
+]
 
 # A CA rotation needs the new root on every peer before the old one expires: warn earlier
 # than for leaves (doctor's leaf window is min(30 days, a third of the lifetime)).
@@ -130,8 +145,13 @@ def _check_leaf(
     known: Sequence[bytes],
     now: dt.datetime | None,
     name: str | None,
+    managed: bool = False,
+    crl: Source | None = None,
 ) -> tuple[Finding, ...]:
-    common = {"role": role, "trust": trust, "passphrase": passphrase, "known_cas": known, "now": now, "name": name}
+    common = {
+        "role": role, "trust": trust, "passphrase": passphrase, "known_cas": known, "now": now, "name": name,
+        "managed": managed, "crl": crl,
+    }
     if role != "server" or not hosts:
         return _merge([doctor.check_material(cert, key, **common)])  # type: ignore[arg-type]
     # One full check for the first name, and only the name check for the others (the rest
@@ -141,7 +161,7 @@ def _check_leaf(
         runs.append(
             [
                 f
-                for f in doctor.check_material(cert, None, host=host, role=role, now=now, name=name)
+                for f in doctor.check_material(cert, None, host=host, role=role, now=now, name=name, managed=managed)
                 if f.id == "name-mismatch"
             ]
         )
@@ -159,12 +179,14 @@ def doctor_files(
     known: Sequence[bytes] = (),
     now: dt.datetime | None = None,
     name: str | None = None,
+    crl: Source | None = None,
 ) -> Checked:
     """Loose files: ``cert`` (a chain, leaf first), its ``key``, and ``ca``, the bundle the peer
-    verifies this certificate with (in a one-CA PKI, the ``ca.crt`` both sides load)."""
+    verifies this certificate with (in a one-CA PKI, the ``ca.crt`` both sides load); ``crl``, a
+    CRL to look it up in."""
     findings = _check_leaf(
         cert, key, role=role, trust=ca, hosts=[host] if host else [], passphrase=passphrase,
-        known=known, now=now, name=name,
+        known=known, now=now, name=name, crl=crl,
     )
     paths = tuple(os.fspath(p) for p in (cert, key, ca) if p is not None and not isinstance(p, bytes))
     return Checked(name or _first_path(cert), role or "certificate", paths, findings, (host,) if host else ())
@@ -172,21 +194,15 @@ def doctor_files(
 
 def guess_role(cert: Source) -> str | None:
     """``server`` or ``client`` from the leaf's extendedKeyUsage; None when it does not say
-    (no EKU, or unreadable: the doctor reports that). Both usages count as a server, the
-    stricter check (it includes the names)."""
-    from grpcpki.engine.certs import cert_info
-    from grpcpki.engine.errors import GrpcpkiError
+    (no EKU, or unreadable: the doctor reports that). A certificate with both usages is a server
+    when it names a host (DNS/IP SAN) and a client otherwise: mkcert -client writes both EKUs and
+    no host name, and checking it as a server would fail it for a name it never claimed."""
+    from grpcpki.diagnosis.fixes import cert_role
+    from grpcpki.diagnosis.material import load_certs
 
-    try:
-        data = cert if isinstance(cert, bytes) else Path(cert).read_bytes()
-        eku = cert_info(data).extended_key_usage
-    except (OSError, GrpcpkiError, ValueError):
-        return None
-    if "serverAuth" in eku:
-        return "server"
-    if "clientAuth" in eku:
-        return "client"
-    return None
+    certs, _ = load_certs(cert, "chain", "the certificate")
+    leaves = [c for c in certs if not _is_ca(c)] or certs
+    return cert_role(leaves[0]) if leaves else None
 
 
 def _first_path(cert: Source) -> str:
@@ -200,6 +216,7 @@ def doctor_material(
     known: Sequence[bytes] = (),
     now: dt.datetime | None = None,
     sans: Sequence[str] | None = None,
+    crl: Source | None = None,
 ) -> Checked:
     """One inventory name, as ``pki.material(NAME)`` describes it. A server is checked for
     ``host``, else for every DNS/IP name in ``sans`` (default: the certificate's own SANs)."""
@@ -208,12 +225,15 @@ def doctor_material(
     findings = _check_leaf(
         material.chain_path, material.key_path, role=role, trust=material.trust_path,
         hosts=hosts if role == "server" else [], passphrase=None, known=known, now=now, name=material.name,
+        managed=True, crl=crl,
     )
     paths = (str(material.chain_path), str(material.key_path), str(material.trust_path))
     return Checked(material.name, role, paths, findings, tuple(hosts) if role == "server" else ())
 
 
-def _leaf_from_record(pki: Pki, record: Record, *, host: str | None, known: Sequence[bytes], now: dt.datetime | None) -> Checked:
+def _leaf_from_record(
+    pki: Pki, record: Record, *, host: str | None, known: Sequence[bytes], now: dt.datetime | None, crl: Source | None
+) -> Checked:
     role = record.kind
     # The names the inventory says this server was issued for: a file replaced by hand
     # (or a rotation gone wrong) no longer covers them.
@@ -222,7 +242,7 @@ def _leaf_from_record(pki: Pki, record: Record, *, host: str | None, known: Sequ
     key = record.key_path or pki.leaf_dir(record.name) / "key.pem"
     findings = _check_leaf(
         chain, key, role=role, trust=pki.trust_bundle_path, hosts=hosts, passphrase=None,
-        known=known, now=now, name=record.name,
+        known=known, now=now, name=record.name, managed=True, crl=crl,
     )
     return Checked(record.name, role, (str(chain), str(key)), findings, tuple(hosts))
 
@@ -319,13 +339,49 @@ def doctor_pki(
     now: dt.datetime | None = None,
     host: str | None = None,
     passphrase: bytes | None = None,
+    crl: Source | None = None,
 ) -> list[Checked]:
     """Every active leaf of the inventory, then the CA certificates and keys, then ``ca.crt``.
 
     ``host``: check every server certificate for this name (else for the names each was issued
-    for). ``passphrase``: also check that it decrypts encrypted CA keys.
+    for). ``passphrase``: also check that it decrypts encrypted CA keys. ``crl``: the CRL to look
+    leaves up in (default: the PKI's own crl.pem, when ``grpcpki revoke`` has written one).
     """
     moment = now or dt.datetime.now(dt.UTC)
     known = known_cas(pki)
-    checked = [_leaf_from_record(pki, r, host=host, known=known, now=moment) for r in pki.records()]
+    crl = crl if crl is not None else pki_crl(pki)
+    checked = [_leaf_from_record(pki, r, host=host, known=known, now=moment, crl=crl) for r in pki.records()]
     return checked + _doctor_cas(pki, passphrase=passphrase, now=moment)
+
+
+def pki_crl(pki: Pki) -> Path | None:
+    """The PKI's own CRL (written by ``grpcpki revoke``), if there is one."""
+    from grpcpki.engine.revocation import crl_path
+
+    path = crl_path(pki.path)
+    return path if path.is_file() else None
+
+
+def preflight(chain_pem: bytes, role: str, *, now: dt.datetime | None = None) -> list[Finding]:
+    """What a peer will refuse about the certificate a Greeter side is about to present (expired,
+    not made for ``role``...): the doctor's errors on it, so ``serve``/``greet`` warn before the
+    first handshake fails, in the doctor's words and with its fix."""
+    return [f for f in doctor.check_material(chain_pem, role=role, now=now) if f.severity is Severity.ERROR]
+
+
+def revoked_instead(pki: Pki, name: str) -> NotFoundError | None:
+    """For ``--name NAME`` whose only certificate was revoked: the error that says so (and how to get
+    a new one), rather than 'no active certificate'. None when NAME was never revoked."""
+    from grpcpki.engine.errors import NotFoundError
+
+    revoked = pki.inventory.query(kinds=("server", "client"), statuses=("revoked",), name=name)
+    if not revoked:
+        return None
+    record = revoked[-1]
+    when = f" on {record.revoked_at:%Y-%m-%d %H:%M}Z" if record.revoked_at else ""
+    # A revoked certificate's name is free again: a plain `issue` makes the new one, nothing is replaced.
+    command = issue_command(record.kind, name, record.sans)
+    return NotFoundError(
+        f"{name!r} has no active certificate: its last one (serial {record.serial}) was revoked{when}",
+        f"a revoked certificate cannot be renewed; issue a new one: `{command}`",
+    )

@@ -1,20 +1,22 @@
 """Why did a call fail? The gRPC status, a live probe and the doctor, combined into one cause.
 
-:func:`grpcpki.greeter.errors.explain` reads grpc's text alone, and that text often cannot say
-why: a missing client certificate, one from another CA, an expired one, one without clientAuth
-and a plaintext client all read ``Socket closed`` (grpc-errors.md rule 4, rows b c i k m), and a
-hostname failure never names the names compared (rule 3). Two more sources decide:
+:func:`.explain.explain` reads grpc's text alone, and that text often cannot say why: a missing
+client certificate, one from another CA, an expired one, one without clientAuth and a plaintext
+client all read ``Socket closed`` (docs/failures.md#server-rejected-client), and a hostname
+failure never names the names compared (docs/failures.md#hostname-mismatch). Two more sources
+decide:
 
-* a live probe (:func:`grpcpki.engine.probe.probe`) with the same target, server name, trust
-  bundle and client material the call used: what the server presents (chain, SANs), whether it
-  speaks TLS, whether it requires a client certificate, whether it accepts this one;
-* the doctor (:func:`grpcpki.engine.doctor.check_material`) on the client's own certificate for
-  the client role: expired, wrong EKU, not issued by the CA this client trusts (in a one-CA PKI
-  the server trusts that same CA for clients).
+* a live probe (:func:`.probe.probe`) with the same target, server name, trust bundle and client
+  material the call used: what the server presents (chain, SANs), whether it speaks TLS, whether
+  it requires a client certificate, whether it accepts this one;
+* the doctor (:func:`.doctor.check_material`) on the client's own certificate for the client
+  role: expired, wrong EKU, not issued by the CA this client trusts (in a one-CA PKI the server
+  trusts that same CA for clients).
 
-:func:`combine` is pure (first reading + evidence -> :class:`Diagnosis`), so the rules are
-table-testable; :func:`diagnose_failure` gathers the evidence (network) and combines. No grpc
-import here: the probe is stdlib ``ssl``.
+Which finding proves which cause is the catalogue's knowledge (:mod:`.catalogue`: each row's
+``doctor`` and ``narrows``), not this module's. :func:`combine` is pure (first reading + evidence
+-> :class:`~.explain.Diagnosis`), so the rules are table-testable; :func:`diagnose_failure`
+gathers the evidence (network) and combines. No grpc import here: the probe is stdlib ``ssl``.
 """
 
 from __future__ import annotations
@@ -23,23 +25,62 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from grpcpki.greeter.errors import (
-    Diagnosis,
-    explain,
-    is_ip,
-    issue_command,
-    split_target,
-    tail,
-)
+from grpcpki.diagnosis import catalogue
+from grpcpki.diagnosis.explain import Diagnosis, explain, tail
+from grpcpki.diagnosis.fixes import issue_command
+from grpcpki.engine.address import split_target
+from grpcpki.engine.names import is_ip
 
 if TYPE_CHECKING:
-    from grpcpki.engine.doctor import Finding
-    from grpcpki.engine.probe import ProbeResult
-    from grpcpki.greeter.client import CallResult, ClientConfig
+    from grpcpki.diagnosis.findings import Finding
+    from grpcpki.diagnosis.probe import ProbeResult
 
-__all__ = ["Evidence", "combine", "diagnose_failure", "failure_key", "gather"]
+__all__ = ["Dialing", "Evidence", "FailedCall", "combine", "diagnose_failure", "failure_key", "gather"]
+
+
+class _Files(Protocol):
+    @property
+    def chain(self) -> Path | None: ...
+    @property
+    def key(self) -> Path | None: ...
+    @property
+    def ca(self) -> Path | None: ...
+
+
+class Dialing(Protocol):
+    """How the failed call dialed (the Greeter's ``Dialing`` is one)."""
+
+    @property
+    def target(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def server_name(self) -> str | None: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def files(self) -> _Files: ...
+
+
+class FailedCall(Protocol):
+    """What came back (the Greeter's ``CallResult`` is one)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def details(self) -> str | None: ...
+    @property
+    def identity(self) -> str | None: ...
+    @property
+    def client_serial(self) -> str | None: ...
+    @property
+    def diagnosis(self) -> Diagnosis | None: ...
+
 
 # Readings that need no live look: the handshake worked (the server answered), or the call
 # never left this process, or the server is just slow.
@@ -49,54 +90,6 @@ _HANDSHAKE_WORKED = frozenset(
 _LOCAL_ONLY = frozenset({"local-credentials-unusable"})
 # The probe must not take longer than the user's own deadline; a loopback handshake takes ms.
 _PROBE_TIMEOUT = 3.0
-
-# grpc's reading -> the doctor ids on the server's chain that explain it, most specific first.
-# d, p and o3 all read "unable to get local issuer certificate" (grpc-errors.md).
-_SERVER_CHAIN_ORDER: dict[str, tuple[str, ...]] = {
-    "server-cert-untrusted": ("missing-intermediate", "issuer-not-ca", "chain-untrusted", "trust-ca-expired"),
-    "server-cert-self-signed": ("chain-untrusted", "issuer-not-ca"),
-    "server-cert-expired": ("expired", "trust-ca-expired"),
-    "server-cert-not-yet-valid": ("not-yet-valid",),
-    "server-cert-wrong-usage": ("wrong-eku",),
-    "server-chain-bad-intermediate": ("issuer-not-ca",),
-    "hostname-mismatch": ("name-mismatch", "cn-only"),
-}
-# Any server-chain error, for readings grpc could not classify.
-_SERVER_CHAIN_ANY = (
-    "expired",
-    "not-yet-valid",
-    "wrong-eku",
-    "missing-intermediate",
-    "issuer-not-ca",
-    "chain-untrusted",
-    "name-mismatch",
-    "cn-only",
-    "key-usage-digital-signature",
-    "weak-key",
-    "weak-signature",
-    "chain-rejected",
-)
-# Client-certificate problems a server rejects in the handshake (BoringSSL verify of the client
-# chain, grpc-errors.md c, i, k), most specific first -> (kind, why the server refused).
-_CLIENT_REJECTIONS: dict[str, tuple[str, str]] = {
-    "expired": ("client-cert-expired", "it has expired"),
-    "not-yet-valid": ("client-cert-not-yet-valid", "it is not valid yet"),
-    "wrong-eku": ("client-cert-wrong-usage", "it is not made for clients (no clientAuth extended key usage)"),
-    "missing-intermediate": ("client-missing-intermediate", "its chain lacks an intermediate CA"),
-    "issuer-not-ca": ("client-cert-bad-issuer", "its issuer is not a CA"),
-    "key-usage-digital-signature": ("client-cert-wrong-usage", "its key usage does not allow signing the handshake"),
-    "weak-key": ("client-cert-weak", "its key is too weak"),
-    "weak-signature": ("client-cert-weak", "its signature algorithm is refused"),
-    "chain-untrusted": ("client-cert-untrusted", "it is not issued by a CA the server trusts"),
-    "chain-rejected": ("client-cert-rejected", "a strict verifier refuses it"),
-}
-# What the probe heard from servers that send an alert (Go, nginx, Envoy; not gRPC C-core).
-_PROBE_CLIENT_ALERTS: dict[str, str] = {
-    "client-cert-rejected-unknown-ca": "client-cert-untrusted",
-    "client-cert-rejected-expired": "client-cert-expired",
-    "client-cert-rejected-purpose": "client-cert-wrong-usage",
-}
-
 
 @dataclass(frozen=True)
 class Evidence:
@@ -111,7 +104,7 @@ class Evidence:
         return found + [f for f in self.local if (f.id, f.message) not in seen]
 
 
-def failure_key(result: CallResult) -> tuple[object, ...]:
+def failure_key(result: FailedCall) -> tuple[object, ...]:
     """Calls that fail the same way (same status, same grpc text, same client certificate) get
     one diagnosis: a `greet --count 0` loop probes once per distinct failure, not per call."""
     kind = result.diagnosis.kind if result.diagnosis else None
@@ -119,7 +112,7 @@ def failure_key(result: CallResult) -> tuple[object, ...]:
 
 
 def gather(
-    config: ClientConfig,
+    config: Dialing,
     *,
     probe: bool = True,
     known_cas: Sequence[bytes] = (),
@@ -127,9 +120,9 @@ def gather(
 ) -> Evidence:
     """Run the doctor on the client's material and (``probe``) a live probe of the target, with
     the same server name, trust bundle and client certificate the call used."""
-    from grpcpki.engine import doctor
-    from grpcpki.engine.doctor import Severity
-    from grpcpki.engine.probe import probe as run_probe
+    from grpcpki.diagnosis import doctor
+    from grpcpki.diagnosis.findings import Severity
+    from grpcpki.diagnosis.probe import probe as run_probe
 
     files = config.files
     mutual = config.mode == "mtls" and files.chain is not None and files.key is not None
@@ -165,8 +158,8 @@ def gather(
 
 
 def diagnose_failure(
-    result: CallResult,
-    config: ClientConfig,
+    result: FailedCall,
+    config: Dialing,
     *,
     known_cas: Sequence[bytes] = (),
     now: dt.datetime | None = None,
@@ -195,7 +188,7 @@ def diagnose_failure(
     return combine(first, evidence, config)
 
 
-def _revoked(first: Diagnosis, config: ClientConfig) -> Diagnosis:
+def _revoked(first: Diagnosis, config: Dialing) -> Diagnosis:
     """Name the `grpcpki issue client` command that replaces the revoked certificate, from the
     certificate itself (its CN is the PKI name; its SANs the flags to give again)."""
     from grpcpki.engine import cert_info
@@ -217,7 +210,7 @@ def _revoked(first: Diagnosis, config: ClientConfig) -> Diagnosis:
     )
 
 
-def _permission(first: Diagnosis, result: CallResult) -> Diagnosis:
+def _permission(first: Diagnosis, result: FailedCall) -> Diagnosis:
     who = result.identity
     if not who:
         return first
@@ -288,11 +281,11 @@ def _names(probe: ProbeResult) -> tuple[list[str], str]:
         text = ", ".join(str(s) for s in leaf.sans) or "no names"
         return names, f"the certificate is for {text}"
     cn = leaf.common_name
-    # gRPC C-core falls back to the CN only without any SAN and for DNS targets (grpc-errors.md f, f2).
+    # gRPC C-core falls back to the CN only without any SAN and for DNS targets (docs/failures.md#hostname-mismatch).
     return ([cn] if cn else []), f"the certificate has no subjectAltName, only CN={cn}"
 
 
-def _hostname(first: Diagnosis, evidence: Evidence, config: ClientConfig, finding: Finding | None) -> Diagnosis:
+def _hostname(first: Diagnosis, evidence: Evidence, config: Dialing, finding: Finding | None) -> Diagnosis:
     probe = evidence.probe
     assert probe is not None
     host, port = split_target(config.target)
@@ -304,10 +297,10 @@ def _hostname(first: Diagnosis, evidence: Evidence, config: ClientConfig, findin
         dialed = f"you dialed {checked}"
     why = ""
     if is_ip(checked):
-        # IP targets match IP SANs only, never DNS SANs or the CN (grpc-errors.md f2, q1).
+        # IP targets match IP SANs only, never DNS SANs or the CN (docs/failures.md#hostname-mismatch).
         why = "; gRPC checks an IP address only against IP SANs"
     elif names and all(is_ip(n) for n in names):
-        # grpc-errors.md q2: a DNS target never matches an IP SAN.
+        # A DNS target never matches an IP SAN (docs/failures.md#hostname-mismatch).
         why = "; gRPC checks a DNS name only against DNS SANs"
     options: list[str] = []
     if config.server_name and host.lower() in (n.lower() for n in names):
@@ -315,7 +308,7 @@ def _hostname(first: Diagnosis, evidence: Evidence, config: ClientConfig, findin
     dns_names = [n for n in names if not is_ip(n) and not n.startswith("*.")]
     ip_names = [n for n in names if is_ip(n)]
     if dns_names:
-        # The override is used for SNI and the hostname check alike (grpc-errors.md r).
+        # The override is used for SNI and the hostname check alike (docs/failures.md#hostname-mismatch).
         options.append(f"use --server-name {dns_names[0]}")
     if ip_names and ip_names[0] != host:
         options.append(f"dial {ip_names[0]}:{port}")
@@ -335,20 +328,13 @@ def _hostname(first: Diagnosis, evidence: Evidence, config: ClientConfig, findin
 
 
 def _server_chain_diagnosis(first: Diagnosis, evidence: Evidence, finding: Finding) -> Diagnosis:
-    kind = {
-        "expired": "server-cert-expired",
-        "not-yet-valid": "server-cert-not-yet-valid",
-        "wrong-eku": "server-cert-wrong-usage",
-        "missing-intermediate": "server-missing-intermediate",
-        "issuer-not-ca": "server-cert-bad-issuer",
-        "chain-untrusted": "server-cert-untrusted",
-        "trust-ca-expired": "trusted-ca-expired",
-    }.get(finding.id, first.kind if first.kind.startswith("server") else "server-cert-rejected")
+    proven = catalogue.by_doctor_finding(finding.id, "client")
+    kind = proven.kind if proven is not None else first.kind if first.kind.startswith("server") else "server-cert-rejected"
     message = finding.message.rstrip(".")
     fix = finding.fix or first.fix
     if finding.id == "missing-intermediate":
         # The probe saw the chain on the wire, so "append to <file>" would name no file.
-        fix = "make the server present its full chain, leaf then intermediates (pki/certs/NAME/chain.pem, not cert.pem)"
+        fix = catalogue.by_kind("server-missing-intermediate").fix
     elif finding.id == "chain-untrusted":
         probe = evidence.probe
         issuer = f" ({probe.chain[-1].issuer})" if probe is not None and probe.chain else ""
@@ -368,9 +354,10 @@ def _server_chain_diagnosis(first: Diagnosis, evidence: Evidence, finding: Findi
 def _client_rejected(first: Diagnosis, evidence: Evidence) -> Diagnosis:
     """mTLS, 'Socket closed': the server hung up on this client's certificate. Which reason?"""
     local = _errors(evidence.local)
-    finding = _pick(local, tuple(_CLIENT_REJECTIONS))
-    if finding is not None:
-        kind, why = _CLIENT_REJECTIONS[finding.id]
+    finding = _pick(local, catalogue.proofs("server"))
+    refusal = catalogue.by_doctor_finding(finding.id, "server") if finding is not None else None
+    if finding is not None and refusal is not None:
+        kind, why = refusal.kind, refusal.why
         message = finding.message.rstrip(".")
         if finding.id == "chain-untrusted":
             # The client's --ca is what it trusts for the server; in a one-CA PKI the server
@@ -381,9 +368,7 @@ def _client_rejected(first: Diagnosis, evidence: Evidence) -> Diagnosis:
                 kind=kind,
                 cause=f"the server refused this client's certificate during the handshake; most likely because "
                 f"{why}: {message}",
-                fix="use a client certificate issued by the CA the server trusts for clients "
-                "(`grpcpki issue client NAME` in the server's PKI), or add this certificate's CA to the "
-                "server's --ca bundle",
+                fix=refusal.fix,
                 certain=False,
             )
         return _with(
@@ -396,12 +381,13 @@ def _client_rejected(first: Diagnosis, evidence: Evidence) -> Diagnosis:
         )
     probe = evidence.probe
     if probe is not None:
-        alerted = _pick(_errors(probe.findings), tuple(_PROBE_CLIENT_ALERTS))
-        if alerted is not None:
+        alerted = next((f for f in _errors(probe.findings) if catalogue.by_probe_finding(f.id)), None)
+        by_alert = catalogue.by_probe_finding(alerted.id) if alerted is not None else None
+        if alerted is not None and by_alert is not None and by_alert.kind != "client-cert-rejected":
             return _with(
                 first,
                 evidence,
-                kind=_PROBE_CLIENT_ALERTS[alerted.id],
+                kind=by_alert.kind,
                 cause=f"the server refused this client's certificate: {alerted.message.rstrip('.')}",
                 fix=alerted.fix or first.fix,
                 certain=True,
@@ -409,7 +395,7 @@ def _client_rejected(first: Diagnosis, evidence: Evidence) -> Diagnosis:
     return _with(first, evidence)
 
 
-def combine(first: Diagnosis, evidence: Evidence, config: ClientConfig) -> Diagnosis:
+def combine(first: Diagnosis, evidence: Evidence, config: Dialing) -> Diagnosis:
     """The most specific cause: grpc's reading says *where* it failed, the probe and the doctor
     say *why*. Falls back to ``first`` (with the finding ids attached) when nothing decides."""
     probe = evidence.probe
@@ -452,25 +438,24 @@ def combine(first: Diagnosis, evidence: Evidence, config: ClientConfig) -> Diagn
         return _with(first, evidence, kind=kind, cause=not_tls.message.rstrip("."), fix=fix, certain=True)
 
     chain = _server_chain(evidence)
-    order = _SERVER_CHAIN_ORDER.get(first.kind)
+    reading = catalogue.by_kind(first.kind)
     if first.kind == "hostname-mismatch" and probe is not None:
         return _hostname(first, evidence, config, _pick(chain, ("name-mismatch",)))
-    if order is not None:
-        finding = _pick(chain, order)
+    if reading.refused_by == "client" and reading.narrows:
+        finding = _pick(chain, reading.narrows)
         if finding is not None:
             return _server_chain_diagnosis(first, evidence, finding)
         return _with(first, evidence)
 
     if first.kind in ("server-rejected-client", "server-requires-client-cert"):
         if config.mode == "tls" and probe is not None and probe.client_cert_required:
+            missing = catalogue.by_kind("client-cert-missing")
             return _with(
                 first,
                 evidence,
-                kind="client-cert-missing",
-                cause=f"the server at {where} requires a client certificate (mTLS) and this client sent none",
-                fix="connect with a client certificate from a CA the server trusts: --name CLIENT, or "
-                "--cert FILE --key FILE (make one with `grpcpki issue client NAME`); or run the server "
-                "with --tls if clients need no certificate",
+                kind=missing.kind,
+                cause=missing.cause.format(where=where),
+                fix=missing.fix,
                 certain=True,
             )
         if config.mode == "mtls":
@@ -478,7 +463,7 @@ def combine(first: Diagnosis, evidence: Evidence, config: ClientConfig) -> Diagn
         return _with(first, evidence)
 
     if first.kind in _LOCAL_ONLY:
-        finding = _pick(_errors(evidence.local), ("key-mismatch", "not-pem", "wrong-pem-type", "file-missing"))
+        finding = _pick(_errors(evidence.local), reading.narrows)
         finding = finding or next(iter(_errors(evidence.local)), None)
         if finding is not None:
             return _with(
@@ -491,7 +476,7 @@ def combine(first: Diagnosis, evidence: Evidence, config: ClientConfig) -> Diagn
         return _with(first, evidence)
 
     # grpc could not say; anything the probe found wrong with the server, then with this client.
-    finding = _pick(chain, _SERVER_CHAIN_ANY)
+    finding = _pick(chain, catalogue.by_kind("server-cert-rejected").narrows)
     if finding is not None:
         return _server_chain_diagnosis(first, evidence, finding)
     if config.mode == "mtls" and _errors(evidence.local):
