@@ -39,8 +39,11 @@ def _leaf_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--key-type", type=click.Choice([k.value for k in KeyType]),
                      default=KeyType.ECDSA_P256.value, show_default=True, help="Key algorithm."),
         click.option("--replace", is_flag=True,
-                     help="If NAME exists, supersede it with a certificate for the names given now "
+                     help="If NAME exists, reissue it: the names it has plus those given now "
                      "(the old one is archived). `grpcpki renew` keeps the same names."),
+        click.option("--remove-san", multiple=True, metavar="SAN",
+                     help="With --replace: take this name off, as `inspect` shows it (DNS:api, IP:10.0.0.7, "
+                     "URI:spiffe://...). Repeatable."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
         pki_options,
         pass_app,
@@ -68,6 +71,7 @@ def issue_server(app: App, name: str, no_name_san: bool, also_client: bool, **op
       grpcpki issue server api.example.com --dns api --ip 10.0.0.7
       grpcpki issue server api --spiffe-id spiffe://example.org/api --also-client
       grpcpki issue server localhost --ip 10.0.0.7 --replace   # add a SAN to an existing one
+      grpcpki issue server api --replace --remove-san IP:10.0.0.7
     """
     _issue(app, Role.SERVER, name, name_as_san=not no_name_san, also_client=also_client, also_server=False, **options)
 
@@ -96,32 +100,55 @@ def issue_client(app: App, name: str, also_server: bool, **options: Any) -> None
 def _issue(
     app: App, role: Role, name: str, *, name_as_san: bool, also_client: bool, also_server: bool,
     dns: tuple[str, ...], ip: tuple[str, ...], uri: tuple[str, ...], spiffe_id: tuple[str, ...],
-    days: int, key_type: str, replace: bool, as_json: bool,
+    days: int, key_type: str, replace: bool, remove_san: tuple[str, ...], as_json: bool,
 ) -> None:
-    from grpcpki.engine.names import San, validate_dns_name, validate_ip, validate_spiffe_id, validate_uri
+    from grpcpki.engine.errors import InvalidNameError
+    from grpcpki.engine.names import San, parse_san, validate_dns_name, validate_ip, validate_spiffe_id, validate_uri
 
     # Validate each flag's values as what the flag says they are, so `--ip foo` is not silently a DNS name.
     sans: list[San] = [San("dns", validate_dns_name(v)) for v in dns]
     sans += [San("ip", validate_ip(v)) for v in ip]
     sans += [San("uri", validate_uri(v)) for v in uri]
     sans += [San("uri", validate_spiffe_id(v)) for v in spiffe_id]
+    from grpcpki.engine.reissue import plan_issue
+
+    if remove_san and not replace:
+        raise click.UsageError("--remove-san takes names off an existing certificate: add --replace")
+    try:
+        removals = [parse_san(v) for v in remove_san]
+    except InvalidNameError as exc:
+        raise click.BadParameter(f"{exc.message} ({exc.hint})", param_hint="--remove-san") from None
     pki = app.pki()
     # Bad input is reported before the passphrase is asked for; then unlock the CA before the
     # spinner starts, so a prompt never shares its line.
-    pki.check_can_issue(name, sans=sans, name_as_san=name_as_san, replace=replace)
+    plan = plan_issue(pki, role, name, sans=sans, name_as_san=name_as_san, replace=replace, remove_sans=removals,
+                      also_client=also_client, also_server=also_server)
     pki.signing_ca()
     with console.err().status(f"Issuing {role} certificate {name!r}..."):
         record = pki.issue(
-            role, name, sans=sans, days=days, key_type=KeyType(key_type), also_client=also_client,
-            also_server=also_server, name_as_san=name_as_san, replace=replace,
+            role, name, sans=plan.sans, days=days, key_type=KeyType(key_type), also_client=plan.also_client,
+            also_server=plan.also_server, name_as_san=plan.name_as_san, replace=replace,
         )
     if as_json:
-        console.print_json(record.to_dict() | {"trust_bundle": str(pki.trust_bundle_path)})
+        document = record.to_dict() | {"trust_bundle": str(pki.trust_bundle_path)}
+        if plan.change is not None:
+            document["replaced_serial"] = plan.replaces.serial if plan.replaces else None
+            document["san_change"] = plan.change.to_dict()
+        console.print_json(document)
         return
+    verb = "reissued" if plan.change is not None else "issued"
     console.success(
-        f"issued {role} certificate {name!r} for {', '.join(record.sans)}; expires {record.not_after:%Y-%m-%d} "
+        f"{verb} {role} certificate {name!r} for {', '.join(record.sans)}; expires {record.not_after:%Y-%m-%d} "
         f"({console.relative(record.not_after)})"
     )
+    if plan.change is not None:
+        change = plan.change
+        console.info(f"  names before:      {', '.join(change.before)}")
+        console.info(f"  names after:       {', '.join(change.after)}")
+        if change.added or change.removed:
+            console.info(f"  added: {', '.join(change.added) or '-'}; removed: {', '.join(change.removed) or '-'}")
+        else:
+            console.info("  names unchanged (new key and validity)")
     console.info(f"  certificate chain: {record.chain_path}")
     console.info(f"  private key:       {record.key_path}")
     console.info(f"  trust bundle:      {pki.trust_bundle_path}")

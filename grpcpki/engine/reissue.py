@@ -1,0 +1,122 @@
+"""What ``issue --replace`` issues: the names a certificate has, plus those given, minus those removed.
+
+Reissuing must not quietly drop a name a client dials by: a server that loses ``DNS:api`` or
+``IP:10.0.0.7`` fails every handshake made to it ("No match found for server name"). So a
+replacement keeps every SAN of the certificate it supersedes, and a name goes away only when
+asked by name (``remove``). The kind stays too: a server certificate reissued as a client one
+would take down the server still presenting it (issue 11, item 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from grpcpki.engine.certs import leaf_sans
+from grpcpki.engine.errors import AlreadyExistsError, GrpcpkiError, InvalidNameError
+from grpcpki.engine.inventory import Record
+from grpcpki.engine.names import San, dedupe, parse_san
+from grpcpki.engine.pki import Pki, validate_cert_name
+from grpcpki.engine.profiles import Role
+
+
+@dataclass(frozen=True)
+class SanChange:
+    """SANs before and after a reissue, as ``DNS:x`` / ``IP:x`` / ``URI:x`` strings."""
+
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+
+    @property
+    def added(self) -> tuple[str, ...]:
+        return tuple(s for s in self.after if s not in self.before)
+
+    @property
+    def removed(self) -> tuple[str, ...]:
+        return tuple(s for s in self.before if s not in self.after)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"before": list(self.before), "after": list(self.after), "added": list(self.added),
+                "removed": list(self.removed)}
+
+
+@dataclass(frozen=True)
+class IssuePlan:
+    """The arguments to hand :meth:`Pki.issue`, and what they change."""
+
+    role: Role
+    name: str
+    sans: tuple[San, ...]
+    name_as_san: bool
+    also_client: bool
+    also_server: bool
+    replaces: Record | None
+    change: SanChange | None  # None for a new NAME
+
+
+def plan_issue(
+    pki: Pki,
+    role: Role,
+    name: str,
+    *,
+    sans: Sequence[str | San] = (),
+    name_as_san: bool = True,
+    replace: bool = False,
+    remove_sans: Iterable[str | San] = (),
+    also_client: bool = False,
+    also_server: bool = False,
+) -> IssuePlan:
+    """Work out what to issue for NAME. Key-free, so it runs before the CA is unlocked.
+
+    Without an active NAME this is a plain issue (``remove_sans`` is then an error: there is
+    nothing to remove from). With one and ``replace``: its SANs plus ``sans`` minus
+    ``remove_sans``; NAME is not added as a SAN again (it is there already, or was left out on
+    purpose), and an extra usage it had (``--also-client``) is kept.
+    """
+    role = Role(role)
+    validate_cert_name(name)
+    removals = [s if isinstance(s, San) else parse_san(s) for s in remove_sans]
+    explicit = [s if isinstance(s, San) else parse_san(s) for s in sans]
+    existing = pki.inventory.active_leaf(name)
+    if existing is None or not replace:
+        if removals:
+            raise GrpcpkiError(
+                "--remove-san takes names off an existing certificate",
+                "use it with --replace on an active NAME (see `grpcpki list`)" if existing is None and replace
+                else "add --replace to reissue the existing certificate without them",
+            )
+        # The usual checks, including "NAME exists: renew it, or --replace".
+        pki.check_can_issue(name, sans=explicit, name_as_san=name_as_san, replace=replace)
+        return IssuePlan(role, name, tuple(explicit), name_as_san, also_client, also_server, existing, None)
+    if existing.kind != role.value:
+        raise AlreadyExistsError(
+            f"{name!r} is a {existing.kind} certificate; --replace keeps its kind, so it cannot become a "
+            f"{role.value} certificate (whoever presents it as a {existing.kind} would start failing)",
+            f"issue the {role.value} certificate under another name, e.g. `grpcpki issue {role.value} {name}-{role.value}`",
+        )
+    before = tuple(parse_san(s) for s in existing.sans)
+    merged = dedupe([*before, *explicit])
+    unknown = [s for s in removals if s not in merged]
+    if unknown:
+        raise InvalidNameError(
+            f"{', '.join(map(str, unknown))} is not on {name!r} (it has {', '.join(map(str, merged))})",
+            "give --remove-san exactly as `grpcpki inspect` shows it, e.g. DNS:api or IP:10.0.0.7",
+        )
+    after = tuple(s for s in merged if s not in removals)
+    if not after:
+        raise InvalidNameError(
+            f"removing {', '.join(map(str, removals))} would leave {name!r} with no SAN",
+            "keep one name, or add another with --dns/--ip/--uri/--spiffe-id",
+        )
+    leaf_sans(name, after, name_as_san=False)  # the same validation a new certificate gets
+    pki.check_can_issue(name, sans=after, name_as_san=False, replace=True)
+    return IssuePlan(
+        role, name, after, False,
+        also_client=also_client or (role is Role.SERVER and "clientAuth" in existing.eku),
+        also_server=also_server or (role is Role.CLIENT and "serverAuth" in existing.eku),
+        replaces=existing,
+        change=SanChange(tuple(str(s) for s in before), tuple(str(s) for s in after)),
+    )
+
+
+__all__ = ["IssuePlan", "SanChange", "plan_issue"]
