@@ -18,6 +18,8 @@ from grpcpki.cli.params import DURATION
 from grpcpki.engine.errors import GrpcpkiError
 
 if TYPE_CHECKING:
+    from grpcpki.engine.hooks import HookResult
+    from grpcpki.engine.pki import Pki
     from grpcpki.engine.rotation import RenewResult
 
 # Show a progress bar only when there is enough work to watch.
@@ -47,6 +49,14 @@ _REASONS = ("unspecified", "keyCompromise", "superseded", "cessationOfOperation"
     help="Keep running as a sidecar: check again every INTERVAL (e.g. 1h; a bare number means days). "
     "Anything well under a third of the shortest lifetime works: 1h suits 90-day certificates.",
 )
+@click.option(
+    "--exec", "exec_command", default=None, metavar="CMD",
+    help="Run CMD with /bin/sh after each renewed certificate, with GRPCPKI_NAME, GRPCPKI_KIND, "
+    "GRPCPKI_SERIAL, GRPCPKI_CHAIN_PATH, GRPCPKI_KEY_PATH... set (docs/commands.md). A failing CMD "
+    "makes the exit status 1; the renewal stays.",
+)
+@click.option("--quiet", "-q", is_flag=True,
+              help="Print nothing when nothing is due (renewals, failures and --json output still show).")
 @pki_options
 @pass_app
 def renew(
@@ -60,6 +70,8 @@ def renew(
     dry_run: bool,
     as_json: bool,
     watch: timedelta | None,
+    exec_command: str | None,
+    quiet: bool,
 ) -> None:
     """Reissue certificates that are due, with the same name, SANs and usages.
 
@@ -75,7 +87,10 @@ def renew(
       grpcpki renew localhost --force     # renew one now
       grpcpki renew --all --within 30d --dry-run --json
       grpcpki renew --all --watch 1h      # sidecar loop
-    Exit status: 0 when every due certificate was renewed (or none was due), 1 otherwise.
+      grpcpki renew --all --quiet --exec 'systemctl reload envoy'
+      grpcpki renew --all --exec 'grpcpki export "$GRPCPKI_NAME" --format k8s | kubectl apply -f -'
+    Exit status: 0 when every due certificate was renewed (or none was due) and every --exec
+    command succeeded, 1 otherwise. Errors go to stderr, with or without --json.
     """
     if names and all_:
         raise click.UsageError("give certificate NAMEs or --all, not both")
@@ -83,24 +98,27 @@ def renew(
         raise click.UsageError("name the certificates to renew, or pass --all")
     if watch is not None and watch < timedelta(seconds=1):
         raise click.BadParameter("must be at least 1s", param_hint="--watch")
+    if exec_command is not None and not exec_command.strip():
+        raise click.BadParameter("is empty: give the command to run after each renewal", param_hint="--exec")
     if watch is None:
         ok = _renew_once(app, names, within=within, force=force, rekey=rekey, days=days, dry_run=dry_run,
-                         as_json=as_json)
+                         as_json=as_json, exec_command=exec_command, quiet=quiet)
         if not ok:
             sys.exit(1)
         return
-    _watch(app, names, watch, within=within, force=force, rekey=rekey, days=days, dry_run=dry_run, as_json=as_json)
+    _watch(app, names, watch, within=within, force=force, rekey=rekey, days=days, dry_run=dry_run, as_json=as_json,
+           exec_command=exec_command, quiet=quiet)
 
 
 def _renew_once(
     app: App, names: Sequence[str], *, within: timedelta | None, force: bool, rekey: bool, days: int | None,
-    dry_run: bool, as_json: bool, compact: bool = False,
+    dry_run: bool, as_json: bool, compact: bool = False, exec_command: str | None = None, quiet: bool = False,
 ) -> bool:
-    """One pass; True if nothing failed."""
+    """One pass; True if nothing failed (renewals and --exec hooks)."""
     from grpcpki.engine.rotation import plan_renewals, renew as renew_engine
 
     if dry_run:
-        return _dry_run(app, names, within=within, force=force, as_json=as_json, compact=compact)
+        return _dry_run(app, names, within=within, force=force, as_json=as_json, compact=compact, quiet=quiet)
     pki = app.pki()
     due = sum(1 for d in plan_renewals(pki, names, within=within, force=force) if d.due)
     if due and not dry_run:
@@ -123,14 +141,21 @@ def _renew_once(
     else:
         results = renew_engine(pki, names, within=within, force=force, rekey=rekey, days=days, dry_run=dry_run)
     failed = [r for r in results if r.action == "failed"]
+    if not as_json:
+        _report(results, dry_run=dry_run, quiet=quiet)
+    # After the report, so a hook's own output follows the line saying what it was run for.
+    hooks = _run_hooks(pki, results, exec_command) if exec_command else {}
     if as_json:
-        document = {
+        document: dict[str, object] = {
             "dry_run": dry_run,
             "renewed": sum(r.action == "renewed" for r in results),
             "would_renew": sum(r.action == "would-renew" for r in results),
             "skipped": sum(r.action == "skipped" for r in results),
             "failed": len(failed),
-            "certificates": [r.to_dict() for r in results],
+            "hooks_failed": sum(not h.ok for h in hooks.values()),
+            "certificates": [
+                r.to_dict() | ({"exec": hooks[r.name].to_dict()} if r.name in hooks else {}) for r in results
+            ],
         }
         if compact:
             # One line per pass, so a --watch log is JSON Lines.
@@ -138,13 +163,43 @@ def _renew_once(
             sys.stdout.flush()
         else:
             console.print_json(document)
-    else:
-        _report(results, dry_run=dry_run)
-    return not failed
+        # Errors go to stderr in JSON mode too: cron mails stderr, and a script may not read the document.
+        for result in failed:
+            console.render_error(f"could not renew {result.name}: {result.reason}")
+    for hook in hooks.values():
+        if not hook.ok:
+            console.render_error(
+                f"--exec for {hook.name} {_exit_words(hook.exit_code)}; the renewed certificate is in place",
+                "fix the command and run it by hand (or renew again with --force)",
+            )
+    return not failed and all(h.ok for h in hooks.values())
+
+
+def _run_hooks(pki: Pki, results: Sequence[RenewResult], command: str) -> dict[str, HookResult]:
+    """Run --exec once per renewed certificate, after every renewal of the pass is committed."""
+    from grpcpki.engine.hooks import run_hook
+
+    hooks = {}
+    for result in results:
+        if result.action == "renewed" and result.record is not None:
+            hooks[result.name] = run_hook(
+                command, result.record, old_serial=result.old_serial, trust_path=pki.trust_bundle_path,
+                pki_path=pki.path,
+            )
+    return hooks
+
+
+def _exit_words(code: int) -> str:
+    if code < 0:
+        return f"was killed by signal {-code}"
+    if code == 127:
+        return "exited with 127 (command not found)"
+    return f"exited with {code}"
 
 
 def _dry_run(
-    app: App, names: Sequence[str], *, within: timedelta | None, force: bool, as_json: bool, compact: bool
+    app: App, names: Sequence[str], *, within: timedelta | None, force: bool, as_json: bool, compact: bool,
+    quiet: bool = False,
 ) -> bool:
     """What a pass would renew, streamed from the inventory: a line per certificate that is due
     and one summary line, never a line per certificate skipped (100,000 of them, issue 10)."""
@@ -198,6 +253,8 @@ def _dry_run(
         sys.stdout.flush()
         return True
     sys.stderr.flush()
+    if quiet and due_count == 0:
+        return True
     if due_count == 0 and skipped == 0:
         console.info("no active certificates to renew")
         return True
@@ -208,7 +265,12 @@ def _dry_run(
     return True
 
 
-def _report(results: Sequence[RenewResult], *, dry_run: bool) -> None:
+def _report(results: Sequence[RenewResult], *, dry_run: bool, quiet: bool = False) -> None:
+    if quiet:
+        # Cron mails any output: only what happened (or went wrong) is worth a mail.
+        results = [r for r in results if r.action != "skipped"]
+        if not results:
+            return
     for result in results:
         if result.action == "renewed":
             console.success(
@@ -233,7 +295,7 @@ def _report(results: Sequence[RenewResult], *, dry_run: bool) -> None:
 
 def _watch(
     app: App, names: Sequence[str], interval: timedelta, *, within: timedelta | None, force: bool, rekey: bool,
-    days: int | None, dry_run: bool, as_json: bool,
+    days: int | None, dry_run: bool, as_json: bool, exec_command: str | None = None, quiet: bool = False,
 ) -> None:
     """Renew, sleep, repeat. Errors are reported and retried next round: a sidecar must not die
     on one bad pass (a locked inventory, a file being restored)."""
@@ -242,10 +304,10 @@ def _watch(
     while True:
         try:
             _renew_once(app, names, within=within, force=False, rekey=rekey, days=days, dry_run=dry_run,
-                        as_json=as_json, compact=True)
+                        as_json=as_json, compact=True, exec_command=exec_command, quiet=quiet)
         except GrpcpkiError as exc:
             console.render_error(exc.message, exc.hint)
-        if not as_json:
+        if not as_json and not quiet:
             next_run = datetime.now(UTC) + interval
             console.info(f"next check at {next_run:%Y-%m-%d %H:%M:%S} UTC")
         time.sleep(interval.total_seconds())
