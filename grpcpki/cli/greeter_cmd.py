@@ -156,6 +156,11 @@ def _clock() -> str:
     metavar="SECONDS",
     help="Wait this long before each reply (to watch deadlines and graceful shutdown).",
 )
+@click.option(
+    "--log-calls", is_flag=True,
+    help="Log every successful call. By default only the first call of each client identity is logged and "
+    "the rest are counted (the counts are printed on exit); refused calls are always logged.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line on stdout when listening (for scripts).")
 @pki_options
 @pass_app
@@ -172,12 +177,14 @@ def serve(
     allow: tuple[str, ...],
     grace: float,
     delay: float,
+    log_calls: bool,
     as_json: bool,
 ) -> None:
     """Run the helloworld Greeter server with mTLS (default), --tls or --plaintext.
 
     SayHello replies "Hello NAME". Each call's peer identity (SPIFFE ID / URI SAN, else DNS
-    SAN, else CN) is logged to stderr; with --allow, other identities get PERMISSION_DENIED.
+    SAN, else CN) is logged to stderr on its first call (every call with --log-calls; the
+    counts are printed on exit); with --allow, other identities get PERMISSION_DENIED.
     Certificate, key and CA files are re-read when they change, so rotation needs no restart
     (a new pair that does not match is not loaded: the old one stays, and the log says why).
     In mTLS, each call's client certificate is checked against the CRL (the PKI's crl.pem with
@@ -194,6 +201,7 @@ def serve(
       grpcpki serve --cert server.crt --key server.key --ca ca.crt --crl crl.pem
       grpcpki serve --name localhost --tls            # clients need no certificate
       grpcpki serve --listen 127.0.0.1:0 --name localhost --json   # prints the port picked
+      grpcpki serve --name localhost --log-calls      # a line for every call
     """
     if tls_only and plaintext:
         raise click.UsageError("choose one of --tls and --plaintext")
@@ -260,6 +268,7 @@ def serve(
         delay=delay,
         crl=crl_file,
         crl_must_exist=crl is not None,
+        log_ok_calls="all" if log_calls else "first",
     )
     server = GreeterServer(config, on_call=on_call, on_reload=on_reload)
     started = server.start()
@@ -315,7 +324,24 @@ def serve(
     finally:
         if rewriter is not None:
             rewriter.stop()
+    info(_call_summary(server.call_counts(), server.identities_seen))
+    if as_json:
+        _emit_json({"event": "stopped", "calls": server.call_counts()})
     success("stopped")
+
+
+def _call_summary(counts: dict[str, int], identities: int) -> str:
+    """'served 1,204 calls: 1,200 OK (from 3 identities), 4 PERMISSION_DENIED'."""
+    total = sum(counts.values())
+    if not total:
+        return "served no calls"
+    parts = []
+    for code, count in sorted(counts.items(), key=lambda item: (item[0] != "OK", item[0])):
+        part = f"{count:,} {code}"
+        if code == "OK" and identities:
+            part += f" (from {identities:,} {'identity' if identities == 1 else 'identities'})"
+        parts.append(part)
+    return f"served {total:,} call{'' if total == 1 else 's'}: {', '.join(parts)}"
 
 
 def _handshake_log_rewriter(server: GreeterServer) -> StderrRewriter | None:

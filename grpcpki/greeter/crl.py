@@ -4,7 +4,7 @@ grpcio's Python server credentials cannot take a CRL (docs/failures.md#client-ce
 accepts a revoked client certificate and the servicer refuses the call instead: it reads the
 client leaf from ``context.auth_context()["x509_pem_cert"]`` and looks its serial up in
 :func:`grpcpki.engine.revocation.revoked_serials`, which re-parses the file only when its
-stamp changes. The hot path is a couple of ``stat`` calls, a cached PEM -> serial lookup and a
+stamp changes. The hot path is one ``stat`` call, a cached PEM -> serial lookup and a
 set membership test; a revocation takes effect on the next call, on new and already-open
 connections alike, with no restart.
 
@@ -99,6 +99,9 @@ class RevocationCheck:
                 f"CRL file {self.path} does not exist",
                 "pass the crl.pem that `grpcpki revoke` writes in the PKI directory, or drop --crl",
             )
+        # The file state self._good was read at (taken before the read): serials() returns the
+        # cached set after a single stat while it holds.
+        self._good_stamp = file_stamp(self.path)
         try:
             self._good: frozenset[int] = revoked_serials(self.path)
         except PemError as exc:
@@ -117,6 +120,9 @@ class RevocationCheck:
 
     def serials(self) -> frozenset[int]:
         """The serials in force: the file's, or the last good ones while it is damaged or gone."""
+        stamp = file_stamp(self.path)
+        if stamp is not None and stamp == self._good_stamp:
+            return self._good  # the per-call path: one stat, the file is as last read
         bad = self._bad
         if bad is not None and file_stamp(self.path) == bad[0]:
             return self._good
@@ -127,7 +133,8 @@ class RevocationCheck:
             self._keep(f"CRL {self.path} changed but could not be read: {reason}")
             return self._good
         if current is self._good and bad is None:
-            return current  # the fast path: revoked_serials returned its cached set
+            self._good_stamp = stamp  # taken before the read: a change since only costs a re-check
+            return current
         if not self.path.is_file():
             if self._present:
                 self._keep(f"CRL {self.path} was removed; restore it, or restart serve to run without it")
@@ -136,6 +143,7 @@ class RevocationCheck:
         with self._lock:
             changed = current != self._good
             self._good, self._bad, self._present = current, None, True
+            self._good_stamp = stamp
         if changed:
             self._emit(True, f"reloaded CRL {self.path}: {len(current)} revoked certificate serial(s)")
         return current

@@ -16,6 +16,7 @@ every call's client certificate is checked against that CRL file (see
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import socket
 import threading
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import grpc
 
@@ -38,6 +40,11 @@ from grpcpki.greeter.files import TlsMaterial, Stamp, TlsFiles, load, stamp
 from grpcpki.greeter.identity import PEER_IDENTITY_HEADER, AllowList, PeerIdentity, peer_identity
 
 log = logging.getLogger("grpcpki.greeter")
+
+OkCallLogging = Literal["all", "first", "none"]
+# "first" remembers this many identities; later newcomers are counted, not logged, so a flood of
+# distinct certificates cannot grow the set without bound.
+_MAX_REMEMBERED_IDENTITIES = 10_000
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -54,6 +61,11 @@ class ServerConfig:
     crl: Path | None = None
     # An explicit --crl must exist at start; the PKI's crl.pem appears with the first revoke.
     crl_must_exist: bool = False
+    # Which successful calls reach on_call (or the log): "all"; "first", the first call of each
+    # client identity (the rest are only counted, see GreeterServer.call_counts); or "none".
+    # Refused calls always do. A log line per call costs more than the call itself
+    # (bench/serve.py: a rich line per call made serve 0.55x bare grpcio, issue 10).
+    log_ok_calls: OkCallLogging = "all"
 
 
 @dataclass(frozen=True)
@@ -91,9 +103,14 @@ class ListenInfo:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+_HEADER_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+@functools.lru_cache(maxsize=1024)
 def _ascii_header(value: str) -> str:
     # Non "-bin" metadata values must be printable ASCII (gRPC HTTP/2 spec); SANs and CNs may not be.
-    return urllib.parse.quote(value, safe="".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%"))
+    # Cached: the same few identities call again and again, and this runs on every call.
+    return urllib.parse.quote(value, safe=_HEADER_SAFE)
 
 
 class CertificateReloader:
@@ -202,11 +219,46 @@ class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
         delay: float = 0.0,
         on_call: Callable[[CallRecord], None] | None = None,
         revocation: RevocationCheck | None = None,
+        log_ok_calls: OkCallLogging = "all",
     ) -> None:
         self._allow = allow or AllowList()
         self._delay = delay
         self._on_call = on_call
         self._revocation = revocation
+        self._log_ok_calls = log_ok_calls
+        self._counts: dict[str, int] = {}
+        self._counts_lock = threading.Lock()
+        self._identities: set[str] = set()
+
+    def call_counts(self) -> dict[str, int]:
+        """Calls answered so far, by status code ("OK", "PERMISSION_DENIED", ...)."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    @property
+    def identities_seen(self) -> int:
+        """Distinct client identities that called successfully (up to the remembered maximum)."""
+        return len(self._identities)
+
+    def _count(self, code: str) -> None:
+        with self._counts_lock:
+            self._counts[code] = self._counts.get(code, 0) + 1
+
+    def _log_ok(self, identity: PeerIdentity) -> bool:
+        if self._log_ok_calls == "none":
+            return False
+        key = identity.display
+        if self._log_ok_calls == "all":
+            if len(self._identities) < _MAX_REMEMBERED_IDENTITIES:
+                self._identities.add(key)  # only for the count in the exit summary
+            return True
+        if key in self._identities or len(self._identities) >= _MAX_REMEMBERED_IDENTITIES:
+            return False
+        with self._counts_lock:
+            if key in self._identities:
+                return False
+            self._identities.add(key)
+        return True
 
     def SayHello(  # noqa: N802 - name fixed by helloworld.proto
         self, request: helloworld_pb2.HelloRequest, context: grpc.ServicerContext
@@ -224,7 +276,12 @@ class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
         if self._delay > 0:
             time.sleep(self._delay)
         reply = f"Hello {request.name}"
-        self._record(context, identity, request.name, "OK", reply)
+        # The hot path: a successful call is counted, and built into a record (which asks grpc
+        # for the peer address) only if it is to be shown.
+        if self._log_ok(identity):
+            self._record(context, identity, request.name, "OK", reply)
+        else:
+            self._count("OK")
         return helloworld_pb2.HelloReply(message=reply)
 
     def _check_revocation(
@@ -255,6 +312,7 @@ class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
         message: str,
         revoked: Revoked | None = None,
     ) -> None:
+        self._count(code)
         record = CallRecord(
             peer=context.peer(), identity=identity, name=name, code=code, message=message, revoked=revoked
         )
@@ -320,7 +378,16 @@ class GreeterServer:
         self.reloader: CertificateReloader | None = None
         self.revocation: RevocationCheck | None = None
         self._server: grpc.Server | None = None
+        self._servicer: GreeterServicer | None = None
         self.info: ListenInfo | None = None
+
+    def call_counts(self) -> dict[str, int]:
+        """Calls answered so far by status code, whatever ``log_ok_calls`` let through."""
+        return self._servicer.call_counts() if self._servicer is not None else {}
+
+    @property
+    def identities_seen(self) -> int:
+        return self._servicer.identities_seen if self._servicer is not None else 0
 
     def start(self) -> ListenInfo:
         """Check the material, bind, start; raise GrpcpkiError with plain words on failure."""
@@ -344,9 +411,11 @@ class GreeterServer:
             # would silently share it; we want "port in use" instead.
             options=[("grpc.so_reuseport", 0)],
         )
-        helloworld_pb2_grpc.add_GreeterServicer_to_server(
-            GreeterServicer(cfg.allow, delay=cfg.delay, on_call=self._on_call, revocation=self.revocation), server
+        self._servicer = GreeterServicer(
+            cfg.allow, delay=cfg.delay, on_call=self._on_call, revocation=self.revocation,
+            log_ok_calls=cfg.log_ok_calls,
         )
+        helloworld_pb2_grpc.add_GreeterServicer_to_server(self._servicer, server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             if credentials is None:
@@ -397,6 +466,7 @@ __all__ = [
     "GreeterServer",
     "GreeterServicer",
     "ListenInfo",
+    "OkCallLogging",
     "ReloadRecord",
     "ServerConfig",
     "parse_listen",

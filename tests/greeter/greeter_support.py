@@ -184,7 +184,8 @@ def serve() -> Iterator[type[Served]]:
 @pytest.fixture(scope="module")
 def mtls_server(files: Files) -> Iterator[Served]:
     """One mTLS server for the whole module, allowing only spiffe://example.org/web."""
-    server = start_serve(*files.server_args(), "--allow", "spiffe://example.org/web")
+    # --log-calls: tests here look for the log line of calls after the first from one identity.
+    server = start_serve(*files.server_args(), "--allow", "spiffe://example.org/web", "--log-calls")
     try:
         yield server
     finally:

@@ -184,7 +184,7 @@ def grpcpki_serve(pki: Pki) -> Iterator[tuple[Background, int]]:
     """`grpcpki serve --name localhost --listen 127.0.0.1:0 --json` (mTLS) and its port."""
     server, announce = start_server(
         [sys.executable, "-m", "grpcpki", "--pki", str(pki.dir), "serve", "--name", "localhost",
-         "--listen", "127.0.0.1:0", "--json"],
+         "--listen", "127.0.0.1:0", "--json", "--log-calls"],  # every call logged: tests look for theirs
         server_env(),
         "grpcpki serve",
     )
