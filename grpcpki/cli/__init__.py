@@ -129,9 +129,18 @@ class LazyGroup(click.Group):
     default=None,
     help="File holding the CA key passphrase (else $GRPCPKI_PASSPHRASE, else a prompt).",
 )
+@click.option(
+    "--pin-file",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="File holding the PKCS#11 token's user PIN, for a CA key on a token "
+    "(else $GRPCPKI_PKCS11_PIN_FILE, $GRPCPKI_PKCS11_PIN, a prompt).",
+)
 @lock_timeout_option(expose=True)
 @click.pass_context
-def cli(ctx: click.Context, pki_dir: str, passphrase_file: str | None, lock_timeout: float | None) -> None:
+def cli(
+    ctx: click.Context, pki_dir: str, passphrase_file: str | None, pin_file: str | None, lock_timeout: float | None
+) -> None:
     """grpcpki: certificates that gRPC accepts, and proof that they work.
 
     \b
@@ -145,7 +154,7 @@ def cli(ctx: click.Context, pki_dir: str, passphrase_file: str | None, lock_time
 
     The PKI directory is ./pki unless --pki or GRPCPKI_HOME says otherwise.
     """
-    ctx.obj = App(pki_dir=pki_dir, passphrase_file=passphrase_file, lock_timeout=lock_timeout)
+    ctx.obj = App(pki_dir=pki_dir, passphrase_file=passphrase_file, lock_timeout=lock_timeout, pin_file=pin_file)
 
 
 def main(args: list[str] | None = None, prog_name: str | None = None) -> NoReturn:

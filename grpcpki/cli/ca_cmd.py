@@ -27,6 +27,12 @@ KEY_TYPES = [k.value for k in KeyType]
 @click.option("--permit-ip", multiple=True, metavar="CIDR", help="Only sign IP addresses in CIDR (e.g. 10.0.0.0/8). Repeatable.")
 @click.option("--intermediate", is_flag=True, help="Create an offline root plus an online intermediate that signs leaves.")
 @click.option("--encrypt", is_flag=True, help="Encrypt the CA key(s) at rest with a passphrase.")
+@click.option(
+    "--key-uri", metavar="PKCS11-URI", default=None,
+    help="Generate the CA key on a PKCS#11 token (HSM, SoftHSM2), never extractable: "
+    "'pkcs11:token=LABEL;object=LABEL' (RFC 7512). The module comes from $GRPCPKI_PKCS11_MODULE, "
+    "the PIN from --pin-file or the environment. With --intermediate its key goes under OBJECT-intermediate.",
+)
 @click.option("--force", is_flag=True, help="Replace an existing CA (the old directory is moved aside, not deleted).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pki_options
@@ -43,29 +49,47 @@ def init_ca(
     permit_ip: tuple[str, ...],
     intermediate: bool,
     encrypt: bool,
+    key_uri: str | None,
     force: bool,
     as_json: bool,
 ) -> None:
     """Create a certificate authority in the PKI directory.
 
     The passphrase for --encrypt comes from --passphrase-file, $GRPCPKI_PASSPHRASE or a
-    prompt (never a command-line value: other users can read argv).
+    prompt (never a command-line value: other users can read argv). With --key-uri the CA
+    key is generated on a PKCS#11 token and only its URI is written (ca/g1/root.key.uri);
+    every certificate and CRL is then signed on the token (docs/team.md).
 
     \b
     Examples:
       grpcpki init-ca --name "Example CA"
       grpcpki init-ca --intermediate --encrypt --passphrase-file ~/.ca-pass
       grpcpki init-ca --permit-dns .svc.cluster.local --permit-uri spiffe://example.org
+      GRPCPKI_PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so \\
+        grpcpki init-ca --key-uri 'pkcs11:token=grpcpki;object=ca-root' --pin-file ~/.token-pin
     """
     from grpcpki.engine.pki import Pki
 
+    if key_uri is not None and encrypt:
+        raise click.UsageError(
+            "--encrypt protects key files; with --key-uri the CA key never leaves the token (drop --encrypt)"
+        )
+    if key_uri is not None and key_type == KeyType.ED25519.value:
+        raise click.BadParameter("a CA key on a PKCS#11 token is ECDSA or RSA", param_hint="'--key-type'")
     constraints = NameConstraints.parse(dns=permit_dns, uri=permit_uri, ip=permit_ip)
     passphrase = app.passphrase(confirm=True, purpose="New CA key passphrase") if encrypt else None
+    token_login = app.token_login()
+    if key_uri is not None:
+        from grpcpki.engine.hsm import Pkcs11Uri, open_session
+
+        # Log in now: a wrong module, token or PIN fails before any work, and a PIN prompt
+        # does not fight with the spinner below.
+        open_session(Pkcs11Uri.parse(key_uri), token_login)
     with console.err().status("Creating the CA..."):
         pki = Pki.init(
             app.pki_path, name=name, org=org, key_type=KeyType(key_type), days=days, path_len=path_len,
             constraints=None if constraints.empty else constraints, intermediate=intermediate,
-            passphrase=passphrase, force=force, lock=app.lock_options(),
+            passphrase=passphrase, force=force, lock=app.lock_options(), key_uri=key_uri, token_login=token_login,
         )
     records = pki.ca_records()
     if as_json:
@@ -73,6 +97,7 @@ def init_ca(
             "pki": str(pki.path.resolve()),
             "trust_bundle": str(pki.trust_bundle_path.resolve()),
             "encrypted": encrypt,
+            "key_uri": key_uri,
             "cas": [r.to_dict() for r in records],
         })
         return
@@ -82,6 +107,10 @@ def init_ca(
             f"expires {record.not_after:%Y-%m-%d}"
         )
         console.info(f"  certificate: {record.cert_path}")
-        console.info(f"  key:         {record.key_path}" + (" (encrypted)" if encrypt else ""))
+        if record.key_path is not None and record.key_path.name.endswith(".key.uri"):
+            uri = record.key_path.read_text().strip()
+            console.info(f"  key:         on the PKCS#11 token, not extractable: {uri} (in {record.key_path})")
+        else:
+            console.info(f"  key:         {record.key_path}" + (" (encrypted)" if encrypt else ""))
     console.info(f"  trust bundle for servers and clients: {pki.trust_bundle_path}")
     console.info("Next: grpcpki issue server localhost")

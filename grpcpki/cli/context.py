@@ -13,6 +13,7 @@ import click
 from grpcpki.engine.errors import PassphraseError
 
 if TYPE_CHECKING:
+    from grpcpki.engine.hsm import TokenLogin
     from grpcpki.engine.lock import LockHolder
     from grpcpki.engine.pki import LockOptions, Pki
 
@@ -27,6 +28,7 @@ class App:
     passphrase_file: str | None = None
     lock_timeout: float | None = None
     _cached_passphrase: bytes | None = field(default=None, repr=False)
+    pin_file: str | None = None
 
     @property
     def pki_path(self) -> Path:
@@ -68,7 +70,20 @@ class App:
         """Open the PKI directory; the passphrase is asked for only if a signing key is needed."""
         from grpcpki.engine.pki import Pki
 
-        return Pki.open(self.pki_path, passphrase=self.passphrase, lock=self.lock_options())
+        return Pki.open(
+            self.pki_path, passphrase=self.passphrase, lock=self.lock_options(), token_login=self.token_login()
+        )
+
+    def token_login(self) -> TokenLogin:
+        """How to log in to a PKCS#11 token holding CA keys: --pin-file, else the environment
+        (engine/hsm.py), else a prompt on a terminal. Never an argv value."""
+        from grpcpki.engine.hsm import TokenLogin
+
+        def prompt(purpose: str) -> bytes:
+            return str(click.prompt(purpose, hide_input=True, err=True)).encode()
+
+        interactive = sys.stdin is not None and sys.stdin.isatty()
+        return TokenLogin.from_env(pin_file=self.pin_file, prompt=prompt if interactive else None)
 
     def lock_options(self) -> LockOptions:
         """How a command that changes the PKI waits for another one: it says whom it waits for, once."""
@@ -132,9 +147,24 @@ def lock_timeout_option(*, expose: bool) -> Any:
     )
 
 
+def _set_pin_file(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.find_object(App).pin_file = value  # type: ignore[union-attr]
+
+
 def pki_options(func: Any) -> Any:
-    """Accept --pki, --passphrase-file and --lock-timeout after the command name too (`grpcpki issue ... --pki DIR`)."""
+    """Accept --pki, --passphrase-file, --pin-file and --lock-timeout after the command name too
+    (`grpcpki issue ... --pki DIR`)."""
     func = lock_timeout_option(expose=False)(func)
+    func = click.option(
+        "--pin-file",
+        type=click.Path(dir_okay=False),
+        expose_value=False,
+        is_eager=True,
+        callback=_set_pin_file,
+        help="File holding the user PIN of the PKCS#11 token with the CA key "
+        "(else $GRPCPKI_PKCS11_PIN_FILE, $GRPCPKI_PKCS11_PIN, a prompt).",
+    )(func)
     func = click.option(
         "--passphrase-file",
         type=click.Path(dir_okay=False),

@@ -50,10 +50,15 @@ def rotate() -> None:
 @click.option("--cross-sign", is_flag=True,
               help="Also certify the new root with the old one and add it to new chains, so peers "
               "that still trust only the old root accept new certificates.")
+@click.option(
+    "--key-uri", metavar="PKCS11-URI", default=None,
+    help="Generate the new CA key on a PKCS#11 token, never extractable: 'pkcs11:token=LABEL;object=LABEL' "
+    "(the new root's; with --intermediate-only the new intermediate's). Required when the current key is on a token.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (stdout).")
 @pki_options
 @pass_app
-def begin(app: App, intermediate_only: bool, cross_sign: bool, as_json: bool) -> None:
+def begin(app: App, intermediate_only: bool, cross_sign: bool, key_uri: str | None, as_json: bool) -> None:
     """Create the next CA generation and trust it beside the current one.
 
     From here on new certificates come from the new CA. Rerunning while a rotation is in
@@ -64,12 +69,13 @@ def begin(app: App, intermediate_only: bool, cross_sign: bool, as_json: bool) ->
       grpcpki ca rotate begin
       grpcpki ca rotate begin --cross-sign          # for peers that only reload slowly
       grpcpki ca rotate begin --intermediate-only   # new issuing CA, same root
+      grpcpki ca rotate begin --key-uri 'pkcs11:token=grpcpki;object=ca-g2'   # new key on a token
     """
     if intermediate_only and cross_sign:
         raise click.UsageError("--cross-sign cannot be combined with --intermediate-only: the root does not change")
     from grpcpki.engine.rotation import begin_rotation
 
-    result = begin_rotation(app.pki(), intermediate_only=intermediate_only, cross_sign=cross_sign)
+    result = begin_rotation(app.pki(), intermediate_only=intermediate_only, cross_sign=cross_sign, key_uri=key_uri)
     if as_json:
         console.print_json(result.to_dict())
         return

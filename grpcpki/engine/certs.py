@@ -328,9 +328,10 @@ class CA:
         path_len: int | None = None,
         constraints: NameConstraints | None = None,
         now: datetime | None = None,
+        key: PrivateKey | None = None,
     ) -> CA:
-        """A new self-signed root CA."""
-        key = generate_key(key_type)
+        """A new self-signed root CA (with ``key`` if given, e.g. one on a PKCS#11 token)."""
+        key = key if key is not None else generate_key(key_type)
         subject = _name(name, org)
         start = _now(now) - profiles.BACKDATE
         cert = _build_ca_cert(subject, subject, key, key, start, start + timedelta(days=days), path_len, constraints)
@@ -355,10 +356,11 @@ class CA:
         path_len: int | None = 0,
         constraints: NameConstraints | None = None,
         now: datetime | None = None,
+        key: PrivateKey | None = None,
     ) -> CA:
         """A CA signed by this one; leaves it issues are served with the intermediate in their chain."""
         self._check_can_sign(now, issuing_ca=True)
-        key = generate_key(key_type or self.key_type)
+        key = key if key is not None else generate_key(key_type or self.key_type)
         start = _now(now) - profiles.BACKDATE
         end = self._clamp_not_after(start + timedelta(days=days), what="intermediate CA")
         # Constraints are inherited by everything below (RFC 5280 4.2.1.10), so repeat them
@@ -417,6 +419,16 @@ class CA:
 
     def private_key_pem(self, passphrase: bytes | None = None) -> bytes:
         return private_key_pem(self._key, passphrase)
+
+    @property
+    def key_uri(self) -> str | None:
+        """The PKCS#11 URI of the CA key when it lives on a token (engine/hsm.py), else None."""
+        uri = getattr(self._key, "uri", None)
+        return str(uri) if uri is not None else None
+
+    def sign_crl(self, builder: x509.CertificateRevocationListBuilder) -> x509.CertificateRevocationList:
+        """Sign a CRL with this CA's key, wherever it lives (a file's key or a token's)."""
+        return builder.sign(self._key, signature_hash(self._key))  # type: ignore[arg-type]
 
     # -- issuance -----------------------------------------------------------------------
     def issue(

@@ -8,6 +8,7 @@ Layout (documented for users in docs/layout.md)::
       crl.pem                certificate revocation list (after `grpcpki revoke`)
       ca/g1/root.crt         root CA certificate, generation 1
       ca/g1/root.key         root CA key (0600; encrypted with --encrypt)
+      ca/g1/root.key.uri     instead of root.key: the PKCS#11 URI of the key on a token (--key-uri)
       ca/g1/intermediate.crt issuing CA (only with --intermediate)
       ca/g1/intermediate.key
       ca/g2/...              the next CA generation, after `grpcpki ca rotate begin`
@@ -30,6 +31,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography import x509
 
 from grpcpki.engine import profiles
 from grpcpki.engine.certs import CA, CertInfo, Leaf, cert_file_info, cert_info, cert_infos, leaf_sans, load_certificates
@@ -55,7 +59,14 @@ from grpcpki.engine.journal import (
     write_journal,
 )
 from grpcpki.engine.lock import LOCK_FILE, LockHolder, StoreLock, lock_fd_for, lock_timeout_from_env
-from grpcpki.engine.keys import KeyType, describe_key, is_encrypted_pem, load_private_key, public_key_bytes
+from grpcpki.engine.keys import (
+    KeyType,
+    PrivateKey,
+    describe_key,
+    is_encrypted_pem,
+    load_private_key,
+    public_key_bytes,
+)
 from grpcpki.engine.names import NameConstraints, San
 from grpcpki.engine.profiles import Role
 from grpcpki.engine.storage import (
@@ -65,6 +76,9 @@ from grpcpki.engine.storage import (
     read_file,
 )
 from grpcpki.engine.verify import ChainCheck, verify_chain
+
+if TYPE_CHECKING:
+    from grpcpki.engine.hsm import TokenLogin
 
 PassphraseSource = bytes | Callable[[], bytes] | None
 LockWaitCallback = Callable[[LockHolder], None]
@@ -153,11 +167,14 @@ class Pki:
     """
 
     def __init__(
-        self, path: Path, inventory: Inventory, passphrase: PassphraseSource = None, lock: LockOptions | None = None
+        self, path: Path, inventory: Inventory, passphrase: PassphraseSource = None, lock: LockOptions | None = None,
+        token_login: TokenLogin | None = None,
     ) -> None:
         self.path = path
         self.inventory = inventory
         self._passphrase = passphrase
+        # How to reach a PKCS#11 token holding CA keys (module, PIN); None: from the environment.
+        self.token_login = token_login
         # (generation, CA): a CA rotation moves the generation, which invalidates the cache.
         self._signing_ca: tuple[int, CA] | None = None
         options = lock or LockOptions()
@@ -175,7 +192,10 @@ class Pki:
         return (Path(path) / INVENTORY).is_file() and (Path(path) / TRUST_BUNDLE).is_file()
 
     @classmethod
-    def open(cls, path: Path | str, passphrase: PassphraseSource = None, *, lock: LockOptions | None = None) -> Pki:
+    def open(
+        cls, path: Path | str, passphrase: PassphraseSource = None, *, lock: LockOptions | None = None,
+        token_login: TokenLogin | None = None,
+    ) -> Pki:
         path = Path(path)
         if not cls.exists(path):
             _recover_unlocked(path)  # an init-ca killed before its commit point leaves no CA but temp files
@@ -184,7 +204,7 @@ class Pki:
                     f"no CA in {path.resolve()}",
                     "create one with `grpcpki init-ca`, or point --pki / GRPCPKI_HOME at your PKI directory",
                 )
-        pki = cls(path, Inventory(path / INVENTORY, path), passphrase, lock)
+        pki = cls(path, Inventory(path / INVENTORY, path), passphrase, lock, token_login)
         if pending_journals(path):
             # A writer was killed mid-change: finish or undo it now if nobody else is writing
             # (a reader never waits: if the lock is busy, its holder recovers first).
@@ -248,11 +268,16 @@ class Pki:
         force: bool = False,
         now: datetime | None = None,
         lock: LockOptions | None = None,
+        key_uri: str | None = None,
+        token_login: TokenLogin | None = None,
     ) -> Pki:
         """Create a CA (root, and an issuing intermediate if asked) in a new PKI directory.
 
         With ``force`` an existing PKI is replaced: the new one is built in a hidden sibling
         directory and swapped in atomically, and the old one is kept as ``PKI.replaced-TIMESTAMP``.
+        With ``key_uri`` (an RFC 7512 PKCS#11 URI) the CA keys are generated on that token and
+        never leave it: the root's under the URI's object label, the intermediate's under the
+        same label plus ``-intermediate`` (engine/hsm.py); they are deleted again if init fails.
         """
         path = Path(path)
         if cls.exists(path) and not force:
@@ -269,24 +294,31 @@ class Pki:
             # cross certificate above it: leaf -> intermediate -> cross -> old root (RFC 5280
             # 4.2.1.9 counts both). With 1, a cross-signed rotation could never be done later.
             path_len = 2
-        root = CA.create(
-            name, org=org, key_type=key_type, days=days, path_len=path_len, constraints=constraints, now=now
-        )
-        issuing = None
-        if intermediate:
-            issuing = root.create_intermediate(
-                f"{name} Issuing CA", org=org, key_type=key_type,
-                days=min(profiles.DEFAULT_INTERMEDIATE_DAYS, days), now=now,
+        token_keys = generate_token_keys(key_uri, key_type, token_login, intermediate) if key_uri else []
+        try:
+            root = CA.create(
+                name, org=org, key_type=key_type, days=days, path_len=path_len, constraints=constraints, now=now,
+                key=token_keys[0] if token_keys else None,
             )
-        files = _ca_files(root, issuing, passphrase)
-        created = not path.exists()
-        ensure_dir(path)
-        options = lock or LockOptions()
-        store_lock = StoreLock(
-            path, timeout=lock_timeout_from_env() if options.timeout is None else options.timeout,
-            on_wait=options.on_wait, command=options.command,
-        )
-        store_lock.acquire()
+            issuing = None
+            if intermediate:
+                issuing = root.create_intermediate(
+                    f"{name} Issuing CA", org=org, key_type=key_type,
+                    days=min(profiles.DEFAULT_INTERMEDIATE_DAYS, days), now=now,
+                    key=token_keys[1] if token_keys else None,
+                )
+            files = _ca_files(root, issuing, passphrase)
+            created = not path.exists()
+            ensure_dir(path)
+            options = lock or LockOptions()
+            store_lock = StoreLock(
+                path, timeout=lock_timeout_from_env() if options.timeout is None else options.timeout,
+                on_wait=options.on_wait, command=options.command,
+            )
+            store_lock.acquire()
+        except BaseException:
+            destroy_token_keys(token_keys)
+            raise
         try:
             existing = Inventory(path / INVENTORY, path) if (path / INVENTORY).is_file() else None
             try:
@@ -313,9 +345,11 @@ class Pki:
             if created and not cls.exists(path):
                 # Nothing half-made survives a failed first init.
                 shutil.rmtree(path, ignore_errors=True)
+            if not cls.exists(path) or not _uses_keys(path, token_keys):
+                destroy_token_keys(token_keys)
             raise
         store_lock.release()
-        return cls(path, inventory, passphrase, lock)
+        return cls(path, inventory, passphrase, lock, token_login)
 
     # -- CA -----------------------------------------------------------------------------
     @property
@@ -355,15 +389,38 @@ class Pki:
     def load_ca(self, generation: int | None = None, *, issuing: bool = True) -> CA:
         """The CA of a generation: the intermediate if there is one (and ``issuing``), else the root."""
         ca_dir = self.ca_dir(generation)
-        root_cert_path, root_key_path = ca_dir / "root.crt", ca_dir / "root.key"
-        inter_cert_path, inter_key_path = ca_dir / "intermediate.crt", ca_dir / "intermediate.key"
+        root_cert_path = ca_dir / "root.crt"
+        inter_cert_path = ca_dir / "intermediate.crt"
         use_intermediate = issuing and self.store_file_exists(inter_cert_path)
-        cert_path, key_path = (inter_cert_path, inter_key_path) if use_intermediate else (root_cert_path, root_key_path)
-        cert_pem = self.read_store_file(cert_path, "CA certificate")
+        cert_path = inter_cert_path if use_intermediate else root_cert_path
+        certificate = load_certificates(self.read_store_file(cert_path, "CA certificate"), source="CA certificate")[0]
+        key = self.load_ca_key(self.ca_key_file(ca_dir, "intermediate" if use_intermediate else "root"), certificate)
+        parents = (
+            load_certificates(self.read_store_file(root_cert_path, "root CA certificate")) if use_intermediate else []
+        )
+        return CA(certificate, key, parents)
+
+    def ca_key_file(self, directory: Path, stem: str) -> Path:
+        """Where the key of CA certificate ``STEM.crt`` is: ``STEM.key``, or ``STEM.key.uri``
+        holding the PKCS#11 URI of a key on a token (docs/layout.md)."""
+        key_file = directory / f"{stem}.key"
+        uri_file = directory / f"{stem}{KEY_URI_SUFFIX}"
+        return uri_file if self.store_file_exists(uri_file) and not self.store_file_exists(key_file) else key_file
+
+    def load_ca_key(self, key_path: Path, certificate: x509.Certificate | None = None) -> PrivateKey:
+        """The one loader of CA keys: a PEM file (decrypted with the passphrase when it is
+        encrypted), or the PKCS#11 token key that a ``.key.uri`` file names (engine/hsm.py)."""
+        if key_path.name.endswith(KEY_URI_SUFFIX):
+            from grpcpki.engine import hsm
+
+            uri = self.read_store_file(key_path, "CA key URI").decode().strip()
+            token_key = hsm.load_key(uri, self.token_login)
+            if certificate is not None:
+                hsm.check_pair(token_key, certificate.public_key())
+            return token_key  # type: ignore[return-value]
         key_pem = self.read_store_file(key_path, "CA key")
         passphrase = self.passphrase_value() if is_encrypted_pem(key_pem) else None
-        parents = self.read_store_file(root_cert_path, "root CA certificate") if use_intermediate else b""
-        return CA.load(cert_pem, key_pem, passphrase=passphrase, parents_pem=parents)
+        return load_private_key(key_pem, passphrase, source="CA key")
 
     def signing_ca(self) -> CA:
         """The CA that signs new leaves: the current generation's intermediate, or its root."""
@@ -684,16 +741,52 @@ def _finish_two_rename_swap(path: Path) -> None:
 
 
 _CaFiles = list[tuple[str, bytes, int]]
+KEY_URI_SUFFIX = ".key.uri"
+
+
+def ca_key_entry(stem: str, ca: CA, passphrase: bytes | None) -> tuple[str, bytes, int]:
+    """The file that keeps a CA's key: ``STEM.key`` (PEM, 0600), or, for a key on a token,
+    ``STEM.key.uri`` holding its PKCS#11 URI (no secret in it: the PIN is never written)."""
+    if ca.key_uri is not None:
+        return f"{stem}{KEY_URI_SUFFIX}", (ca.key_uri + "\n").encode(), PUBLIC_FILE_MODE
+    return f"{stem}.key", ca.private_key_pem(passphrase), PRIVATE_FILE_MODE
+
+
+def generate_token_keys(
+    key_uri: str, key_type: KeyType, token_login: TokenLogin | None, with_intermediate: bool
+) -> list[PrivateKey]:
+    """New CA keys on a token: the URI's for the root (or the only new CA), then ``-intermediate``."""
+    from grpcpki.engine import hsm
+
+    uri = hsm.Pkcs11Uri.parse(key_uri)
+    uris = [uri, uri.intermediate()] if with_intermediate else [uri]
+    return hsm.generate_keys(uris, key_type, token_login)  # type: ignore[return-value]
+
+
+def destroy_token_keys(keys: Iterable[object]) -> None:
+    """Delete token keys made for a CA that was not created after all: nothing half-made stays."""
+    for key in keys:
+        destroy = getattr(key, "destroy", None)
+        if destroy is not None:
+            destroy()
+
+
+def _uses_keys(path: Path, keys: Sequence[object]) -> bool:
+    """Does the PKI at ``path`` refer to these token keys (so they must be kept)?"""
+    recorded = "".join(_read_or_empty(p).decode(errors="replace") for p in path.glob(f"ca/*/*{KEY_URI_SUFFIX}"))
+    return any(str(getattr(key, "uri", "")) in recorded for key in keys)
 
 
 def _ca_files(root: CA, issuing: CA | None, passphrase: bytes | None) -> _CaFiles:
     ca_dir = f"ca/g{1}"
+    root_key, root_key_pem, root_key_mode = ca_key_entry("root", root, passphrase)
     files: _CaFiles = [
-        (f"{ca_dir}/root.key", root.private_key_pem(passphrase), PRIVATE_FILE_MODE),
+        (f"{ca_dir}/{root_key}", root_key_pem, root_key_mode),
         (f"{ca_dir}/root.crt", root.cert_pem, PUBLIC_FILE_MODE),
     ]
     if issuing is not None:
-        files.append((f"{ca_dir}/intermediate.key", issuing.private_key_pem(passphrase), PRIVATE_FILE_MODE))
+        issuing_key, issuing_key_pem, issuing_key_mode = ca_key_entry("intermediate", issuing, passphrase)
+        files.append((f"{ca_dir}/{issuing_key}", issuing_key_pem, issuing_key_mode))
         files.append((f"{ca_dir}/intermediate.crt", issuing.cert_pem, PUBLIC_FILE_MODE))
     # The trust bundle last: Pki.exists() looks for it, so a PKI appears only once complete.
     files.append((TRUST_BUNDLE, root.cert_pem, PUBLIC_FILE_MODE))
@@ -708,6 +801,7 @@ def _write_ca(
         for relative, data, mode in files:
             tx.write(path / relative, data, mode)
         ca_dir = path / "ca" / "g1"
+        written = {relative for relative, _data, _mode in files}
         for relative, data, _mode in files:
             if relative.endswith(".crt") and relative.startswith("ca/"):
                 kind = "intermediate" if relative.endswith("intermediate.crt") else "root"
@@ -718,7 +812,9 @@ def _write_ca(
                         subject=info.subject,
                         sans=[], issuer=info.issuer, not_before=info.not_before, not_after=info.not_after,
                         fingerprint=info.fingerprint_sha256, key_type=info.key_type, ca_generation=1,
-                        cert_path=ca_dir / f"{kind}.crt", key_path=ca_dir / f"{kind}.key",
+                        cert_path=ca_dir / f"{kind}.crt",
+                        key_path=ca_dir / (f"{kind}{KEY_URI_SUFFIX}" if f"ca/g1/{kind}{KEY_URI_SUFFIX}" in written
+                                           else f"{kind}.key"),
                     )
                 )
         inventory.set_meta("ca_generation", "1")

@@ -24,7 +24,6 @@ from grpcpki.engine import profiles
 from grpcpki.engine.certs import CA, authority_key_identifier, cert_info, load_certificates
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PemError
 from grpcpki.engine.inventory import Record
-from grpcpki.engine.keys import load_private_key, signature_hash
 from grpcpki.engine.pki import CRL, Pki
 from grpcpki.engine.storage import PUBLIC_FILE_MODE, file_stamp, read_file
 
@@ -239,8 +238,6 @@ def _live_issuers(pki: Pki) -> set[str]:
 def _sign_crl(
     ca: CA, revoked: list[Record], number: int, this_update: datetime, next_update: datetime
 ) -> bytes:
-    # CA keeps its key private; a PEM round trip is the public way to sign with it.
-    key = load_private_key(ca.private_key_pem(), source="CA key")
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca.certificate.subject)
@@ -261,7 +258,8 @@ def _sign_crl(
         if flag is not x509.ReasonFlags.unspecified:
             entry = entry.add_extension(x509.CRLReason(flag), critical=False)
         builder = builder.add_revoked_certificate(entry.build())
-    crl = builder.sign(key, signature_hash(key))  # type: ignore[arg-type]
+    # Signed by the CA object, not a PEM round trip of its key: a key on a token has no PEM.
+    crl = ca.sign_crl(builder)
     return crl.public_bytes(serialization.Encoding.PEM)
 
 

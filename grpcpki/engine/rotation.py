@@ -36,11 +36,11 @@ from grpcpki.engine import profiles
 from grpcpki.engine.certs import CA, CertInfo, cert_file_info, cert_info, info_from_certificate, load_certificates
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PassphraseError, RotationError
 from grpcpki.engine.inventory import NewRecord, Record
-from grpcpki.engine.keys import KeyType, is_encrypted_pem, public_key_bytes
-from grpcpki.engine.pki import Pki
+from grpcpki.engine.keys import KeyType, PrivateKey, is_encrypted_pem, public_key_bytes
+from grpcpki.engine.pki import KEY_URI_SUFFIX, Pki, ca_key_entry, destroy_token_keys, generate_token_keys
 from grpcpki.engine.profiles import Role
 from grpcpki.engine.revocation import CrlSummary, crl_path, refresh_crl_if_due, write_crl
-from grpcpki.engine.storage import PUBLIC_FILE_MODE, PRIVATE_FILE_MODE, read_file
+from grpcpki.engine.storage import PUBLIC_FILE_MODE, read_file
 
 ROTATION_META = "rotation"
 IDLE, PREPARING, OVERLAP, FINISHING = "idle", "preparing", "overlap", "finishing"
@@ -50,6 +50,7 @@ LEAF_KINDS = ("server", "client")
 # of the lifetime (30 days for the 90-day default) is left to retry a failed renewal.
 RENEW_AFTER_FRACTION = 2 / 3
 _GENERATION_SUFFIX = re.compile(r"\s+G\d+$")
+_GENERATION_LABEL = re.compile(r"-g\d+$")
 _MAX_COMMON_NAME = 64  # RFC 5280 ub-common-name
 
 
@@ -384,37 +385,50 @@ class BeginResult:
 
 
 def begin_rotation(
-    pki: Pki, *, intermediate_only: bool = False, cross_sign: bool = False, now: datetime | None = None
+    pki: Pki, *, intermediate_only: bool = False, cross_sign: bool = False, now: datetime | None = None,
+    key_uri: str | None = None,
 ) -> BeginResult:
     """Create CA generation N+1 and trust it beside generation N; new issuance uses N+1.
 
     One store transaction: after a crash the rotation either has not begun or is complete.
     Re-running while a rotation is in its overlap does nothing and says so.
+    ``key_uri`` (a PKCS#11 URI) generates the new CA key(s) on a token (engine/hsm.py): the new
+    root's (the new intermediate's with ``intermediate_only``), plus ``-intermediate`` for the
+    new intermediate of a full rotation. If the transaction fails they are deleted again.
     """
-    with pki.transaction():
-        state = rotation_state(pki)
-        if state.phase in (OVERLAP, FINISHING):
-            action = "already-in-progress"
-            crl = None
-        else:
-            action, crl = _begin(pki, state, intermediate_only=intermediate_only, cross_sign=cross_sign, now=now)
+    token_keys: list[PrivateKey] = []
+    try:
+        with pki.transaction():
+            state = rotation_state(pki)
+            if state.phase in (OVERLAP, FINISHING):
+                action = "already-in-progress"
+                crl = None
+            else:
+                action, crl = _begin(
+                    pki, state, intermediate_only=intermediate_only, cross_sign=cross_sign, now=now,
+                    key_uri=key_uri, token_keys=token_keys,
+                )
+    except BaseException:
+        destroy_token_keys(token_keys)  # nothing refers to them: the transaction did not commit
+        raise
     return _begin_result(pki, rotation_state(pki), action, crl)
 
 
 def _begin(
-    pki: Pki, state: RotationState, *, intermediate_only: bool, cross_sign: bool, now: datetime | None
+    pki: Pki, state: RotationState, *, intermediate_only: bool, cross_sign: bool, now: datetime | None,
+    key_uri: str | None = None, token_keys: list[PrivateKey] | None = None,
 ) -> tuple[str, CrlSummary | None]:
     """Everything ``begin`` changes, staged in the caller's store transaction: the files of
     generation N+1, the two-root bundle, the CRL, the rows and the flip land together."""
     if state.phase == PREPARING:
         action = "resumed"  # recorded by a grpcpki from before the store journal
     else:
-        _check_begin_options(pki, intermediate_only=intermediate_only, cross_sign=cross_sign)
+        _check_begin_options(pki, intermediate_only=intermediate_only, cross_sign=cross_sign, key_uri=key_uri)
         current = pki.generation
         state = RotationState(PREPARING, current, current + 1, INTERMEDIATE_ONLY if intermediate_only else FULL, cross_sign)
         action = "started"
     assert state.from_generation is not None and state.to_generation is not None
-    _ensure_generation(pki, state, now)
+    _ensure_generation(pki, state, now, key_uri, token_keys)
     if state.cross_sign:
         _ensure_cross(pki, state, now)
     _write_bundle(pki, (state.from_generation, state.to_generation))
@@ -444,7 +458,28 @@ def _begin_result(pki: Pki, state: RotationState, action: str, crl: CrlSummary |
     )
 
 
-def _check_begin_options(pki: Pki, *, intermediate_only: bool, cross_sign: bool) -> None:
+def _check_begin_options(pki: Pki, *, intermediate_only: bool, cross_sign: bool, key_uri: str | None = None) -> None:
+    issuing_key = _issuing_key_path(pki, pki.generation)
+    if key_uri is None and issuing_key.name.endswith(KEY_URI_SUFFIX):
+        # A rotation must not quietly move the CA key off the token into a file.
+        from grpcpki.engine.hsm import Pkcs11Uri
+
+        # --key-uri names the new root's key (the new intermediate's with --intermediate-only).
+        named = pki.ca_key_file(pki.ca_dir(), "root")
+        if intermediate_only or not named.name.endswith(KEY_URI_SUFFIX):
+            named = issuing_key
+        current = Pkcs11Uri.parse(read_file(named, "CA key URI").decode().strip())
+        label = _GENERATION_LABEL.sub("", current.object) + f"-g{pki.generation + 1}"
+        suggestion = Pkcs11Uri(token=current.token, object=label, serial=current.serial)
+        raise RotationError(
+            f"the current CA key is on the PKCS#11 token {current.token!r}, so the new one must be too",
+            f"pass --key-uri: grpcpki ca rotate begin{' --intermediate-only' if intermediate_only else ''}"
+            f"{' --cross-sign' if cross_sign else ''} --key-uri '{suggestion}'",
+        )
+    if key_uri is not None:
+        from grpcpki.engine.hsm import Pkcs11Uri
+
+        Pkcs11Uri.parse(key_uri)  # a malformed URI fails before anything is made
     if intermediate_only and not pki.uses_intermediate:
         raise RotationError(
             "--intermediate-only needs a PKI with an intermediate CA, and this one signs with its root",
@@ -469,7 +504,10 @@ def _check_begin_options(pki: Pki, *, intermediate_only: bool, cross_sign: bool)
             )
 
 
-def _ensure_generation(pki: Pki, state: RotationState, now: datetime | None) -> None:
+def _ensure_generation(
+    pki: Pki, state: RotationState, now: datetime | None, key_uri: str | None = None,
+    token_keys: list[PrivateKey] | None = None,
+) -> None:
     """Write ca/gN+1/ unless a complete, consistent copy is already there (from an interrupted run).
 
     Regenerating an incomplete directory is safe: nothing trusts it until the bundle is written,
@@ -482,21 +520,32 @@ def _ensure_generation(pki: Pki, state: RotationState, now: datetime | None) -> 
     tx = pki.current_transaction()
     old_root_path = pki.ca_dir(state.from_generation) / "root.crt"
     old_root = cert_file_info(old_root_path)
-    # New keys are encrypted exactly when the old ones were, with the same passphrase.
-    passphrase = pki.passphrase_value() if _keys_encrypted(pki, state.from_generation) else None
-    if _keys_encrypted(pki, state.from_generation) and not passphrase:
+    # New keys are encrypted exactly when the old ones were, with the same passphrase (a key
+    # on a token needs none).
+    passphrase = pki.passphrase_value() if _keys_encrypted(pki, state.from_generation) and not key_uri else None
+    if _keys_encrypted(pki, state.from_generation) and not key_uri and not passphrase:
         raise PassphraseError(
             "the CA keys are encrypted, so the new generation's keys must be too, and no passphrase was given",
             "set GRPCPKI_PASSPHRASE or pass --passphrase-file",
         )
     old_issuing_path = pki.ca_dir(state.from_generation) / "intermediate.crt"
+    new_keys: list[PrivateKey] = []
+    if key_uri:
+        new_keys = generate_token_keys(
+            key_uri, _key_type(old_root.key_type), pki.token_login,
+            with_intermediate=state.mode == FULL and pki.uses_intermediate,
+        )
+        if token_keys is not None:
+            token_keys.extend(new_keys)  # for the caller to delete if the transaction fails
     if state.mode == FULL:
         root = CA.create(
             _generation_name(old_root.common_name or "grpcpki CA", state.to_generation),
             org=_org(old_root_path), key_type=_key_type(old_root.key_type),
             days=_ca_days(old_root), path_len=old_root.path_len, constraints=old_root.name_constraints, now=now,
+            key=new_keys.pop(0) if new_keys else None,
         )
-        tx.write(directory / "root.key", root.private_key_pem(passphrase), PRIVATE_FILE_MODE)
+        key_name, key_data, key_mode = ca_key_entry("root", root, passphrase)
+        tx.write(directory / key_name, key_data, key_mode)
         tx.write(directory / "root.crt", root.cert_pem, PUBLIC_FILE_MODE)
     else:
         root = _load_root(pki, state.from_generation)
@@ -509,17 +558,20 @@ def _ensure_generation(pki: Pki, state: RotationState, now: datetime | None) -> 
         issuing = root.create_intermediate(
             _generation_name(base, state.to_generation), org=_org(old_root_path),
             days=max(1, min(profiles.DEFAULT_INTERMEDIATE_DAYS, days_left)), now=now,
+            key=new_keys.pop(0) if new_keys else None,
         )
-        tx.write(directory / "intermediate.key", issuing.private_key_pem(passphrase), PRIVATE_FILE_MODE)
+        key_name, key_data, key_mode = ca_key_entry("intermediate", issuing, passphrase)
+        tx.write(directory / key_name, key_data, key_mode)
         tx.write(directory / "intermediate.crt", issuing.cert_pem, PUBLIC_FILE_MODE)
 
 
 def _generation_complete(pki: Pki, state: RotationState) -> bool:
     assert state.from_generation is not None and state.to_generation is not None
     directory = pki.ca_dir(state.to_generation)
-    needed = ["root.crt"] + (["root.key"] if state.mode == FULL else [])
-    needed += ["intermediate.crt", "intermediate.key"] if pki.uses_intermediate else []
-    if not all((directory / name).is_file() for name in needed):
+    needed = [directory / "root.crt"] + ([pki.ca_key_file(directory, "root")] if state.mode == FULL else [])
+    if pki.uses_intermediate:
+        needed += [directory / "intermediate.crt", pki.ca_key_file(directory, "intermediate")]
+    if not all(path.is_file() for path in needed):
         return False
     try:
         new_root = cert_file_info(directory / "root.crt")
@@ -572,9 +624,9 @@ def _record_generation(pki: Pki, state: RotationState) -> None:
     directory = pki.ca_dir(state.to_generation)
     rows: list[tuple[str, Path, Path | None]] = []
     if state.mode == FULL:
-        rows.append(("root", directory / "root.crt", directory / "root.key"))
+        rows.append(("root", directory / "root.crt", pki.ca_key_file(directory, "root")))
     if pki.store_file_exists(directory / "intermediate.crt"):
-        rows.append(("intermediate", directory / "intermediate.crt", directory / "intermediate.key"))
+        rows.append(("intermediate", directory / "intermediate.crt", pki.ca_key_file(directory, "intermediate")))
     if pki.store_file_exists(directory / "cross.crt"):
         rows.append(("cross", directory / "cross.crt", None))
     for kind, cert_path, key_path in rows:
@@ -692,9 +744,10 @@ def _root_key_path(pki: Pki, generation: int) -> Path:
     fingerprint = cert_file_info(pki.ca_dir(generation) / "root.crt").fingerprint_sha256
     for candidate in range(generation, 0, -1):
         directory = pki.ca_dir(candidate)
-        if (directory / "root.key").is_file() and (directory / "root.crt").is_file():
+        key_path = pki.ca_key_file(directory, "root")
+        if key_path.is_file() and (directory / "root.crt").is_file():
             if cert_file_info(directory / "root.crt").fingerprint_sha256 == fingerprint:
-                return directory / "root.key"
+                return key_path
     raise NotFoundError(
         f"the root CA key of generation {generation} is not in {pki.path / 'ca'}",
         "restore root.key from your offline backup into the generation directory",
@@ -703,10 +756,14 @@ def _root_key_path(pki: Pki, generation: int) -> Path:
 
 def _keys_encrypted(pki: Pki, generation: int) -> bool:
     """Were generation's CA keys written encrypted? The issuing key decides, so a root key kept
-    offline (removed from ca/gN/) does not block a full rotation."""
-    issuing_key = pki.ca_dir(generation) / "intermediate.key"
-    key_path = issuing_key if issuing_key.is_file() else _root_key_path(pki, generation)
-    return is_encrypted_pem(read_file(key_path, "CA key"))
+    offline (removed from ca/gN/) does not block a full rotation. A key on a token is not."""
+    key_path = _issuing_key_path(pki, generation)
+    return not key_path.name.endswith(KEY_URI_SUFFIX) and is_encrypted_pem(read_file(key_path, "CA key"))
+
+
+def _issuing_key_path(pki: Pki, generation: int) -> Path:
+    issuing_key = pki.ca_key_file(pki.ca_dir(generation), "intermediate")
+    return issuing_key if issuing_key.is_file() else _root_key_path(pki, generation)
 
 
 def _load_root(pki: Pki, generation: int) -> CA:
