@@ -414,8 +414,9 @@ def recover_replace(root: Path, inventory: Inventory | None, body: dict[str, obj
     if is_new:
         if staging.exists() and not backup.exists():
             os.replace(staging, backup)
-            with contextlib.suppress(FileNotFoundError):
-                (journal_dir(backup) / f"{body['id']}.json").unlink()
+        # The backup is a whole PKI someone may restore: it must not carry our journal.
+        with contextlib.suppress(FileNotFoundError):
+            (journal_dir(backup) / f"{body['id']}.json").unlink()
         return f"completed interrupted init-ca --force (the old PKI is in {backup})"
     shutil.rmtree(staging, ignore_errors=True)
     return "rolled back interrupted init-ca --force (the existing CA is unchanged)"

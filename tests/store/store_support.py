@@ -96,7 +96,12 @@ def assert_store_consistent(pki_dir: Path, *, passphrase: bytes | None = None) -
                 problems.append(f"active {name}: key.pem does not match cert.pem")
             check = verify_chain(chain, bundle, Role(row["kind"]))
             if not check.ok:
-                problems.append(f"active {name}: chain does not verify: {check.reason}")
+                # `ca rotate finish --force` strands leaves of the old CA on purpose: their files
+                # must still be whole, so they verify against the root that issued them.
+                own_root = pki_dir / "ca" / f"g{row['ca_generation'] or 1}" / "root.crt"
+                stranded = (row["ca_generation"] or 1) != generation and own_root.is_file()
+                if not (stranded and verify_chain(chain, own_root.read_bytes(), Role(row["kind"])).ok):
+                    problems.append(f"active {name}: chain does not verify: {check.detail}")
 
     # No certificate (or key) on disk without its row; archives hold the certificate they are named for.
     for path in sorted((pki_dir / "certs").glob("*/*")) if (pki_dir / "certs").is_dir() else []:
@@ -116,8 +121,15 @@ def assert_store_consistent(pki_dir: Path, *, passphrase: bytes | None = None) -
         elif row["status"] == "active":
             problems.append(f"{path.relative_to(pki_dir)}: archived but its row is still active")
 
-    # Every revoked, unexpired serial is in crl.pem.
-    revoked = {r["serial"] for r in rows if r["status"] == "revoked"}
+    # Every revoked serial whose CA is still trusted is in crl.pem (after `ca rotate finish` the
+    # old CA's certificates fail anyway: its root left ca.crt).
+    trusted = {_fingerprint(c) for c in _certs(bundle)}
+
+    def still_trusted(generation: int | None) -> bool:
+        root_file = pki_dir / "ca" / f"g{generation or 1}" / "root.crt"
+        return root_file.is_file() and _fingerprint(_certs(root_file.read_bytes())[0]) in trusted
+
+    revoked = {r["serial"] for r in rows if r["status"] == "revoked" and still_trusted(r["ca_generation"])}
     if revoked:
         crl_file = pki_dir / "crl.pem"
         listed: set[str] = set()
