@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from grpcpki.diagnosis.probe import ProbeResult
     from grpcpki.diagnosis.store import Checked
     from grpcpki.engine.certs import CertInfo
+    from grpcpki.engine.consistency import StoreProblem
 
 _FILE = click.Path(dir_okay=False, path_type=Path)
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "blue"}
@@ -118,6 +119,10 @@ def _counts(findings: Sequence[Finding]) -> str:
     help="Report certificates this CRL (PEM or DER) revokes [default: the PKI's crl.pem, once `grpcpki revoke` wrote it].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print findings as JSON (stable ids) for scripts.")
+@click.option("--store", "store_only", is_flag=True, help="Check the PKI store itself: files against inventory rows, "
+              "leftovers of interrupted commands, crl.pem (docs/security.md).")
+@click.option("--repair", is_flag=True, help="With --store: repair what is safe (finish interrupted changes, delete "
+              "temp files, record untracked certificates, re-sign crl.pem).")
 @pki_options
 @pass_app
 def doctor(
@@ -130,6 +135,8 @@ def doctor(
     host: str | None,
     crl: Path | None,
     as_json: bool,
+    store_only: bool = False,
+    repair: bool = False,
 ) -> None:
     """Check certificates, keys and trust bundles offline, and say how to fix what is wrong.
 
@@ -147,11 +154,21 @@ def doctor(
       grpcpki doctor --cert server.crt --key server.key --ca ca.crt --role server --host 10.0.0.7
       grpcpki doctor --cert client.crt --crl revoked.crl       # is it revoked?
       grpcpki doctor --json | jq -r '.checked[].findings[] | select(.severity=="error") | .id'
+      grpcpki doctor --store --repair                  # the store after a crash or a hand edit
     """
     from grpcpki.diagnosis import store as diagnosis
     from grpcpki.engine.pki import Pki
 
     explicit = [flag for flag, value in (("--cert", cert), ("--key", key), ("--ca", ca)) if value is not None]
+    if repair and not store_only:
+        raise click.UsageError("--repair repairs the store: use it with --store")
+    if store_only:
+        if name or explicit or host or role or crl:
+            raise click.UsageError("--store checks the whole PKI store; drop NAME and the file options")
+        from grpcpki.cli.store_report import doctor_store
+
+        doctor_store(app, repair=repair, as_json=as_json)
+        return
     if name and explicit:
         raise click.UsageError(f"NAME already gives the certificate, key and CA; drop {', '.join(explicit)}")
     if name and role:
@@ -166,6 +183,7 @@ def doctor(
         raise click.BadParameter(f"{crl} does not exist", param_hint="--crl")
 
     have_pki = Pki.exists(app.pki_path)
+    store_problems: list[StoreProblem] = []
     if name is not None:
         pki = app.pki()
         material = pki.material(name)
@@ -202,20 +220,31 @@ def doctor(
         pki = app.pki()  # NoCAError: one line with the hint to run init-ca
         checked = diagnosis.doctor_pki(pki, host=host, passphrase=_passphrase_if_given(app), crl=crl)
         scope = f"the PKI in {pki.path}"
+        from grpcpki.engine.consistency import check_store
+
+        store_problems = check_store(pki, thorough=False)  # the cheap part of `doctor --store`
 
     findings = [f for item in checked for f in item.findings]
+    store_errors = any(p.severity == "error" for p in store_problems)
     if as_json:
         console.print_json(
             {
-                "ok": all(item.ok for item in checked),
+                "ok": all(item.ok for item in checked) and not store_errors,
                 "errors": sum(item.errors for item in checked),
                 "warnings": sum(item.warnings for item in checked),
                 "checked": [item.to_dict() for item in checked],
             }
+            | ({"store": [p.to_dict() for p in store_problems]} if store_problems else {})
         )
     else:
         _render_checked(checked)
-        summary = _counts(findings)
+        from grpcpki.cli.store_report import render
+
+        render(store_problems)
+        summary = _counts(findings) or ("store problems" if store_errors else "")
+        if store_errors and not any(item.errors for item in checked):
+            console.err().print(f"[bold red]✗[/] {escape(scope)}: {summary}", highlight=False)
+            raise click.exceptions.Exit(1)
         if any(item.errors for item in checked):
             console.err().print(f"[bold red]✗[/] {escape(scope)}: {summary}", highlight=False)
         elif summary:

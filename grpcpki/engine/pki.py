@@ -596,6 +596,9 @@ class Pki:
             if current is None or not current.is_file():
                 result.append(None)
                 continue
+            if current == record.chain_path and pem_fingerprint(_read_or_empty(current)) != record.fingerprint:
+                result.append(None)  # a chain.pem that starts with another certificate is not this one's
+                continue
             destination = target / current.name
             tx.link(current, destination)
             result.append(destination)
