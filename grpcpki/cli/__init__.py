@@ -34,6 +34,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "probe": "grpcpki.cli.diagnose_cmd:probe",
     "export": "grpcpki.cli.export_cmd:export_cmd",
     "completion": "grpcpki.cli.completion_cmd:completion",
+    "apply": "grpcpki.cli.apply_cmd:apply",
 }
 
 # command name -> its short help, as `grpcpki --help` lists it. Kept here as data so that the
@@ -56,6 +57,7 @@ SHORT_HELP: dict[str, str] = {
     "probe": "Handshake with a running server and report what a gRPC client will run into.",
     "export": "Export certificate NAME for Kubernetes, Java, or any tool that reads PEM or the environment.",
     "completion": "Print the completion script for SHELL: commands, options, and certificate names.",
+    "apply": "Make the PKI match a manifest of services (default: ./grpcpki.toml).",
 }
 
 
