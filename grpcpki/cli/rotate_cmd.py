@@ -34,6 +34,7 @@ def rotate() -> None:
       grpcpki renew --all         reissue every certificate from the new CA
       (make every peer reload its certificate)
       grpcpki ca rotate finish    drop the old CA from ca.crt
+      (or, before finish: grpcpki ca rotate abort   back to the old CA alone)
 
     Each step can be rerun after a crash or an error; it continues where it stopped.
     See docs/rotation.md for how long to keep the overlap.
@@ -134,6 +135,52 @@ def _print_status(status: RotationStatus) -> None:
             out.print(f"  {record.kind:<6} {record.name}  (generation {record.ca_generation})", highlight=False)
         out.print(f"safe to finish:   {'yes' if status.safe_to_finish else 'no'}", highlight=False)
     out.print(f"next:             {status.next_step}", highlight=False)
+
+
+@rotate.command("abort")
+@click.option("--reissue", is_flag=True,
+              help="Also reissue, from the previous CA, the certificates the new CA already issued "
+              "(same names, usages and keys); without it abort refuses while there are any.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (stdout).")
+@pki_options
+@pass_app
+def abort(app: App, reissue: bool, as_json: bool) -> None:
+    """Undo `ca rotate begin`: ca.crt trusts only the previous CA again, and it issues again.
+
+    Possible until `ca rotate finish`. Certificates the new CA already issued (by `renew --all`
+    during the overlap) would stop being trusted, so abort refuses and names them unless
+    --reissue is given; then they are reissued by the previous CA in the same step, and their
+    peers must reload them. The new CA's files are kept in archive/ca/gN-aborted-TIME/. Make
+    every peer reload ca.crt afterwards.
+
+    \b
+    Examples:
+      grpcpki ca rotate abort
+      grpcpki ca rotate abort --reissue --json
+    """
+    from grpcpki.engine.rotation import abort_rotation, rotation_state
+
+    pki = app.pki()
+    state = rotation_state(pki)
+    if reissue and state.from_generation is not None:
+        # Unlock the previous CA now: a passphrase prompt must not wait inside the PKI lock.
+        pki.load_ca(state.from_generation)
+    result = abort_rotation(pki, reissue=reissue)
+    if as_json:
+        console.print_json(result.to_dict())
+        return
+    if result.action == "nothing-to-do":
+        console.info("no CA rotation in progress; nothing to abort")
+        return
+    console.success(f"aborted the CA rotation: generation {result.restored_generation} issues again")
+    for root in result.dropped:
+        console.info(f"  dropped from ca.crt: {root.subject} (serial {root.serial_hex[:16]})")
+    for record in result.reissued:
+        console.info(f"  reissued by the previous CA: {record.kind} {record.name} (serial {record.serial[:16]}); "
+                     f"its peers must reload it")
+    if result.archive is not None:
+        console.info(f"  the new CA's files are kept in {result.archive}")
+    console.info("next: make every peer reload ca.crt")
 
 
 @rotate.command("finish")

@@ -528,6 +528,10 @@ def _ensure_generation(
             "the CA keys are encrypted, so the new generation's keys must be too, and no passphrase was given",
             "set GRPCPKI_PASSPHRASE or pass --passphrase-file",
         )
+    if passphrase:
+        # Prove the passphrase opens the current keys before encrypting new ones with it: a
+        # mistyped one would otherwise leave the PKI with keys under two different passphrases.
+        pki.load_ca(state.from_generation)
     old_issuing_path = pki.ca_dir(state.from_generation) / "intermediate.crt"
     new_keys: list[PrivateKey] = []
     if key_uri:
@@ -716,6 +720,95 @@ def _archive_cross(pki: Pki, generation: int) -> Path | None:
     return target if target.is_file() else None
 
 
+# == CA rotation: abort ==========================================================================
+@dataclass(frozen=True)
+class AbortResult:
+    action: str  # "aborted" | "nothing-to-do"
+    restored_generation: int
+    dropped: tuple[CertInfo, ...]  # roots taken out of the trust bundle
+    reissued: tuple[Record, ...]  # leaves of the abandoned CA, reissued by the previous one
+    archive: Path | None  # where the abandoned generation's files went
+    crl: CrlSummary | None
+    status: RotationStatus
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "action": self.action,
+            "restored_generation": self.restored_generation,
+            "dropped_roots": [_ca_dict(c) for c in self.dropped],
+            "reissued": [{"name": r.name, "kind": r.kind, "serial": r.serial, "not_after": r.not_after}
+                         for r in self.reissued],
+            "archive": str(self.archive) if self.archive else None,
+            "crl": self.crl.to_dict() if self.crl else None,
+            "status": self.status.to_dict(),
+        }
+
+
+def abort_rotation(pki: Pki, *, reissue: bool = False, now: datetime | None = None) -> AbortResult:
+    """Undo ``begin`` during the overlap: ca.crt trusts only the previous CA again, and it issues again.
+
+    Leaves the new CA already issued (``renew --all`` during the overlap) would stop being
+    trusted once its root leaves ca.crt, so they are never stranded silently: without
+    ``reissue`` this refuses and names them; with it they are reissued by the previous CA, same
+    names, usages and keys (a server that reloads its certificate and key at different moments
+    never pairs a certificate with the wrong key), in the same store transaction. The abandoned
+    generation's files are kept in archive/ca/gN-aborted-STAMP/, and its rows are archived.
+    """
+    with pki.transaction() as tx:
+        state = rotation_state(pki)
+        if state.phase == IDLE:
+            return AbortResult("nothing-to-do", pki.generation, (), (), None, None, rotation_status(pki))
+        if state.phase == FINISHING:
+            raise RotationError(
+                "`ca rotate finish` has already begun dropping the old CA, so the rotation can no longer be aborted",
+                "rerun `grpcpki ca rotate finish` to complete it",
+            )
+        assert state.from_generation is not None and state.to_generation is not None
+        old, new = state.from_generation, state.to_generation
+        on_new = [r for r in pki.records() if (r.ca_generation or 1) == new]
+        if on_new and not reissue:
+            names = ", ".join(f"{r.kind} {r.name}" for r in on_new[:5]) + (", ..." if len(on_new) > 5 else "")
+            raise RotationError(
+                f"{len(on_new)} active certificate(s) were already issued by the new CA (generation {new}) and "
+                f"would stop being trusted: {names}",
+                "rerun with --reissue to reissue them from the previous CA (their peers must reload them), "
+                "or keep the rotation and `grpcpki ca rotate finish` it",
+            )
+        keyless = [r for r in on_new if r.key_path is None]
+        if keyless:
+            raise RotationError(
+                f"{', '.join(r.name for r in keyless)} was signed from a CSR by the new CA; grpcpki cannot reissue it",
+                f"revoke it (`grpcpki revoke {keyless[0].name}`) and sign a new CSR after the abort, or finish the rotation",
+            )
+        before = pki.trust_anchors()
+        # The previous CA issues again from here on (Pki.signing_ca follows the generation).
+        pki.inventory.set_meta("ca_generation", str(old))
+        reissued = tuple(renew_leaf(pki, record, rekey=False, now=now) for record in on_new)
+        _write_bundle(pki, (old,))
+        kept = {c.fingerprint_sha256 for c in pki.trust_anchors()}
+        dropped = tuple(c for c in before if c.fingerprint_sha256 not in kept)
+        stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+        archive = pki.path / "archive" / "ca" / f"g{new}-aborted-{stamp}"
+        # Out of ca/gN so a later `begin` makes a fresh generation N rather than reviving this one.
+        moved: dict[Path, Path] = {}
+        directory = pki.ca_dir(new)
+        for source in sorted(directory.iterdir()) if directory.is_dir() else []:
+            if source.is_file():
+                tx.link(source, archive / source.name)
+                tx.remove(source)
+                moved[source] = archive / source.name
+        for record in pki.ca_records():
+            if record.status == "active" and record.ca_generation == new:
+                pki.inventory.set_status(
+                    record.id, "archived",
+                    paths=(moved.get(record.cert_path) if record.cert_path else None, None,
+                           moved.get(record.key_path) if record.key_path else None),
+                )
+        crl = write_crl(pki, now=now) if crl_path(pki.path).is_file() else None
+        _save_state(pki, RotationState())
+    return AbortResult("aborted", old, dropped, reissued, archive if moved else None, crl, rotation_status(pki))
+
+
 # == shared helpers ==============================================================================
 def trust_bundle_pem(pki: Pki, generations: Iterable[int]) -> bytes:
     """The roots of ``generations``, oldest first, each once (generations may share a root)."""
@@ -794,6 +887,8 @@ def _ca_dict(info: CertInfo) -> dict[str, object]:
 
 
 __all__ = [
+    "AbortResult",
+    "abort_rotation",
     "BeginResult",
     "FinishResult",
     "RenewDecision",
