@@ -110,7 +110,7 @@ def _issue(
     sans += [San("ip", validate_ip(v)) for v in ip]
     sans += [San("uri", validate_uri(v)) for v in uri]
     sans += [San("uri", validate_spiffe_id(v)) for v in spiffe_id]
-    from grpcpki.engine.reissue import plan_issue
+    from grpcpki.engine.reissue import issue_planned, plan_issue
 
     if remove_san and not replace:
         raise click.UsageError("--remove-san takes names off an existing certificate: add --replace")
@@ -125,10 +125,7 @@ def _issue(
                       also_client=also_client, also_server=also_server)
     pki.signing_ca()
     with console.err().status(f"Issuing {role} certificate {name!r}..."):
-        record = pki.issue(
-            role, name, sans=plan.sans, days=days, key_type=KeyType(key_type), also_client=plan.also_client,
-            also_server=plan.also_server, name_as_san=plan.name_as_san, replace=replace,
-        )
+        record = issue_planned(pki, plan, days=days, key_type=KeyType(key_type))
     if as_json:
         document = record.to_dict() | {"trust_bundle": str(pki.trust_bundle_path)}
         if plan.change is not None:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
+from grpcpki.engine import profiles
 from grpcpki.engine.certs import leaf_sans
-from grpcpki.engine.errors import AlreadyExistsError, GrpcpkiError, InvalidNameError
+from grpcpki.engine.errors import AlreadyExistsError, GrpcpkiError, InvalidNameError, NotFoundError
 from grpcpki.engine.inventory import Record
+from grpcpki.engine.keys import KeyType
 from grpcpki.engine.names import San, dedupe, parse_san
 from grpcpki.engine.pki import Pki, validate_cert_name
 from grpcpki.engine.profiles import Role
@@ -119,4 +122,26 @@ def plan_issue(
     )
 
 
-__all__ = ["IssuePlan", "SanChange", "plan_issue"]
+def issue_planned(
+    pki: Pki, plan: IssuePlan, *, days: int = profiles.DEFAULT_LEAF_DAYS, key_type: KeyType = KeyType.ECDSA_P256,
+    now: datetime | None = None,
+) -> Record:
+    """Issue what :func:`plan_issue` worked out, under the PKI lock.
+
+    The plan was made without the lock (before a passphrase prompt); if another command
+    reissued or revoked NAME since, the merged names may be stale, so this refuses instead.
+    """
+    with pki.transaction():
+        current = pki.inventory.active_leaf(plan.name)
+        if plan.replaces is not None and (current is None or current.id != plan.replaces.id):
+            raise NotFoundError(
+                f"{plan.name!r} changed while this command ran (another grpcpki command reissued or revoked it)",
+                "run the command again",
+            )
+        return pki.issue(
+            plan.role, plan.name, sans=plan.sans, days=days, key_type=key_type, also_client=plan.also_client,
+            also_server=plan.also_server, name_as_san=plan.name_as_san, replace=plan.replaces is not None, now=now,
+        )
+
+
+__all__ = ["IssuePlan", "SanChange", "issue_planned", "plan_issue"]
