@@ -182,6 +182,7 @@ class Inventory:
             self._db = sqlite3.connect(db_path, isolation_level=None, timeout=30)
         except sqlite3.Error as exc:
             raise InventoryError(f"cannot open inventory {db_path}: {exc}", "check the PKI directory") from None
+        self._identity = _file_identity(db_path)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA foreign_keys = ON")
         self._db.execute("PRAGMA busy_timeout = 30000")
@@ -196,6 +197,8 @@ class Inventory:
             mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
             if str(mode).lower() != "wal":
                 self._db.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit is on disk when COMMIT returns; the store's commit point (journal.py) relies on it.
+            self._db.execute("PRAGMA synchronous = FULL")
         except sqlite3.Error:
             pass
 
@@ -233,6 +236,11 @@ class Inventory:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    def replaced(self) -> bool:
+        """True if ``inventory.db`` is no longer the file this connection reads (the PKI was
+        swapped by `init-ca --force` while this process waited for the lock)."""
+        return _file_identity(self.db_path) != self._identity
 
     @property
     def in_transaction(self) -> bool:
@@ -495,6 +503,14 @@ def _where(
         clauses.append("ca_generation = ?")
         params.append(ca_generation)
     return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _statements(script: str) -> list[str]:

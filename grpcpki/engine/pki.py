@@ -224,6 +224,12 @@ class Pki:
         self._lock.acquire()
         try:
             if first:
+                if self.inventory.replaced():
+                    # `init-ca --force` swapped the PKI while we waited: work on the new one,
+                    # with its own CA, never write the new PKI's files against the old rows.
+                    self.inventory.close()
+                    self.inventory = Inventory(self.path / INVENTORY, self.path)
+                    self._signing_ca = None
                 recover(self.path, self.inventory)
             yield
         finally:

@@ -88,3 +88,25 @@ def test_renew_and_ca_rotation_serialise(pki: Path) -> None:
     assert run_grpcpki("--pki", str(pki), "renew", "--all").code == 0
     assert run_grpcpki("--pki", str(pki), "ca", "rotate", "finish").code == 0
     assert_store_consistent(pki)
+
+
+def test_racing_init_ca_makes_one_ca_and_forced_ones_keep_every_old_one(tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    results = finish([start(pki, "init-ca", "--name", f"CA {i}") for i in range(4)])
+    assert sorted(code for code, _o, _e in results) == [0, 1, 1, 1], results
+    for code, _out, err in results:
+        if code:
+            assert err.strip().splitlines()[-1].startswith("error: a CA already exists")
+    assert_store_consistent(pki)
+    assert run_grpcpki("--pki", str(pki), "issue", "server", "old").code == 0
+    forced = finish(
+        [start(pki, "init-ca", "--force", "--name", f"New {i}") for i in range(2)]
+        + [start(pki, "issue", "server", f"during-{i}") for i in range(2)]
+    )
+    assert [code for code, _o, _e in forced] == [0, 0, 0, 0], forced
+    assert_store_consistent(pki)
+    backups = sorted(tmp_path.glob("pki.replaced-*"))
+    assert len(backups) == 2  # the original and the first replacement, each whole
+    for backup in backups:
+        assert_store_consistent(backup)
+    assert any((b / "certs" / "old" / "cert.pem").is_file() for b in backups)
