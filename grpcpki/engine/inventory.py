@@ -448,13 +448,17 @@ def open_inventory(pki_dir: Path | str) -> Inventory:
     """
     root = Path(pki_dir)
     db_path = root / "inventory.db"
-    if not db_path.is_file():
+    inventory = Inventory(db_path, root) if db_path.is_file() else None
+    if inventory is not None:
+        _recover_if_pending(root, inventory)
+    # ca.crt too, as Pki.exists: an init-ca killed before its commit point leaves an empty inventory.
+    if inventory is None or not (root / "ca.crt").is_file():
+        if inventory is not None:
+            inventory.close()
         raise NoCAError(
             f"no CA in {root.resolve()}",
             "create one with `grpcpki init-ca`, or point --pki / GRPCPKI_HOME at your PKI directory",
         )
-    inventory = Inventory(db_path, root)
-    _recover_if_pending(root, inventory)
     return inventory
 
 

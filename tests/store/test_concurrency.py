@@ -103,7 +103,7 @@ def test_racing_init_ca_makes_one_ca_and_forced_ones_keep_every_old_one(tmp_path
         [start(pki, "init-ca", "--force", "--name", f"New {i}") for i in range(2)]
         + [start(pki, "issue", "server", f"during-{i}") for i in range(2)]
     )
-    assert [code for code, _o, _e in forced] == [0, 0, 0, 0], forced
+    assert [code for code, _o, _e in forced] == [0, 0, 0, 0], [err for _c, _o, err in forced]
     assert_store_consistent(pki)
     backups = sorted(tmp_path.glob("pki.replaced-*"))
     assert len(backups) == 2  # the original and the first replacement, each whole

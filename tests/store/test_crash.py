@@ -130,3 +130,27 @@ def test_sigkill_at_every_point_then_one_command_leaves_the_store_consistent(
         assert state in (before, after), f"after {label}: {state} is neither {before} nor {after}"
     assert any(state == after for _label, state in outcomes), "no crash point came after the commit"
     print(f"{scenario}: {len(outcomes)} crash points, each recovered to before or after")
+
+
+def test_a_first_init_ca_killed_anywhere_leaves_nothing_half_made(tmp_path: Path) -> None:
+    points = 0
+    for point in range(1, 100):
+        pki = tmp_path / f"p{point}" / "pki"
+        pki.parent.mkdir()
+        result = grpcpki(pki, "init-ca", "--intermediate", crash_at=point)
+        if result.code != SIGKILLED:
+            assert result.code == 0, result.output
+            break
+        points += 1
+        listing = grpcpki(pki, "list")
+        if listing.code == 0:  # killed after the commit point: the reader finished it
+            assert_store_consistent(pki)
+        else:
+            assert listing.stderr.startswith("error: no CA in"), listing.stderr
+            leftovers = [p.name for p in pki.rglob("*") if p.is_file() and p.name.endswith(".tmp")]
+            assert not leftovers, leftovers
+            # ... and init-ca simply works now.
+            assert grpcpki(pki, "init-ca").code == 0
+            assert_store_consistent(pki)
+    assert points >= 8
+    print(f"init-ca: {points} crash points")
