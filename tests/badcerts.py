@@ -169,8 +169,10 @@ def make_ca(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     signature_hash: str = "sha256",
+    bc_critical: bool = True,
 ) -> Material:
-    """A root (``issuer=None``) or intermediate CA. ``ca=None`` omits basicConstraints."""
+    """A root (``issuer=None``) or intermediate CA. ``ca=None`` omits basicConstraints;
+    ``bc_critical=False`` marks it non-critical (as easy-rsa's CA does)."""
     key = make_key(key_kind)
     start = not_before or now() - dt.timedelta(days=1)
     end = not_after or start + dt.timedelta(days=3650)
@@ -190,7 +192,7 @@ def make_ca(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     if ca is not None:
-        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=bc_critical)
     if issuer is not None:
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()), critical=False

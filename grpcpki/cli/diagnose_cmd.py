@@ -341,7 +341,7 @@ def probe(
       grpcpki probe api.example.com:443 --cert client.crt --key client.key --json
     """
     from grpcpki.diagnosis.probe import probe as run_probe
-    from grpcpki.diagnosis.store import known_cas
+    from grpcpki.diagnosis.store import known_cas, owners
     from grpcpki.engine.address import split_target
     from grpcpki.engine.pki import Pki
 
@@ -352,16 +352,17 @@ def probe(
         raise click.UsageError("--cert and --key go together (the client certificate and its private key)")
 
     known: list[bytes] = []
+    pki_owners: dict[str, str] = {}
     if name:
         pki = app.pki()
         material = pki.material(name)
         cert, key = material.chain_path, material.key_path
         ca = ca or material.trust_path
-        known = known_cas(pki)
+        known, pki_owners = known_cas(pki), owners(pki)
     elif Pki.exists(app.pki_path):
         pki = app.pki()
         ca = ca or pki.trust_bundle_path
-        known = known_cas(pki)
+        known, pki_owners = known_cas(pki), owners(pki)
     ca_pem = _read_ca(ca) if ca is not None else None
 
     checked_name = server_name or host
@@ -375,6 +376,7 @@ def probe(
             client_key_path=key,
             timeout=timeout,
             known_cas=known,
+            owners=pki_owners,
         )
     if as_json:
         console.print_json(result.to_dict() | {"ok": result.ok, "ca": str(ca) if ca else None})

@@ -246,10 +246,14 @@ def serve(
             err().print(f"{_clock()} [red]{record.code}[/] {called} from [bold]{who}[/] ({record.peer}): refused, "
                         f"{escape(record.message)}", highlight=False)
         else:
+            from grpcpki.diagnosis.explain import spiffe_as_dns_note
+
             allowed = escape(", ".join(allow))
+            note = spiffe_as_dns_note(record.identity.dns)
+            advice = escape(note) if note else f" — add `--allow {who}` to let it call"
             err().print(
                 f"{_clock()} [red]{record.code}[/] {called} from [bold]{who}[/] ({record.peer}): refused, this "
-                f"identity is not in --allow (allowed: {allowed}) — add `--allow {who}` to let it call",
+                f"identity is not in --allow (allowed: {allowed}){advice}",
                 highlight=False,
             )
 
@@ -537,31 +541,34 @@ def _failure_explainer(app: App, config: ClientConfig) -> Callable[[CallResult],
     from grpcpki.diagnosis.failure import diagnose_failure, failure_key
 
     cache: dict[tuple[object, ...], Diagnosis] = {}
-    known: list[bytes] | None = None
+    pki_view: tuple[list[bytes], dict[str, str]] | None = None
 
     def explain_failure(result: CallResult) -> CallResult:
-        nonlocal known
+        nonlocal pki_view
         key = failure_key(result)
         if key not in cache:
-            if known is None:
-                known = _known_cas(app)
-            cache[key] = diagnose_failure(result, config, known_cas=known)
+            if pki_view is None:
+                pki_view = _pki_view(app)
+            known, owners = pki_view
+            cache[key] = diagnose_failure(result, config, known_cas=known, owners=owners)
         return dataclasses.replace(result, diagnosis=cache[key])
 
     return explain_failure
 
 
-def _known_cas(app: App) -> list[bytes]:
-    """The PKI's intermediates, if there is a PKI: they let a missing one be named."""
-    from grpcpki.diagnosis.store import known_cas
+def _pki_view(app: App) -> tuple[list[bytes], dict[str, str]]:
+    """The PKI's intermediates (to name a missing one) and its certificates by serial (so a fix
+    reissues the PKI's own certificate in place), if there is a PKI."""
+    from grpcpki.diagnosis.store import known_cas, owners
     from grpcpki.engine.pki import Pki
 
     if not Pki.exists(app.pki_path):
-        return []
+        return [], {}
     try:
-        return known_cas(app.pki())
+        pki = app.pki()
+        return known_cas(pki), owners(pki)
     except GrpcpkiError:
-        return []
+        return [], {}
 
 
 def _report(result: CallResult, *, as_json: bool, verbose: bool, many: bool, tail: Any) -> None:

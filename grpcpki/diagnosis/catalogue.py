@@ -282,7 +282,7 @@ CATALOGUE: tuple[Failure, ...] = (
         "the server's certificate is trusted but not issued for the name this client checked, {checked!r}{override}"
         "{covers} — {how}",
         "dial a name the certificate covers, or pass --server-name with one of its names, or add the name to "
-        "the server certificate, keeping its other names (`grpcpki issue server NAME --{flag} {checked} ... --replace`)",
+        "the server certificate (`grpcpki doctor NAME --host {checked}` prints the command that keeps its other names)",
         (
             *_sigs("grpcio", "status", "Hostname Verification Check failed", "call host does not match SSL server name"),
             *_sigs("grpc-go", "status", "x509: certificate is valid for"),

@@ -209,6 +209,20 @@ def profile_findings(
                     subject,
                 )
             )
+        if isinstance(cert.public_key(), ec.EllipticCurvePublicKey) and ku.key_encipherment:
+            # RFC 5480 section 3 as updated by RFC 8813 section 3: keyEncipherment MUST NOT be set for an
+            # id-ecPublicKey key (nothing is ever encrypted to an ECDSA key). BoringSSL, Go and OpenSSL
+            # ignore it, so it is a warning; mkcert and cfssl set it on ECDSA leaves.
+            out.append(
+                Finding(
+                    "key-usage-ecdsa-encipherment",
+                    _WARNING,
+                    f"{what} has an ECDSA key with keyUsage keyEncipherment, which RFC 5480/RFC 8813 forbid for "
+                    "EC keys; strict verifiers may refuse it.",
+                    reissue(owner, cert),
+                    subject,
+                )
+            )
     if is_ca(cert) or (isinstance(ku, x509.KeyUsage) and ku.key_cert_sign):
         # RFC 5280 §4.2.1.3/§4.2.1.9: keyCertSign and cA belong to CAs; a leaf key should not mint certificates.
         out.append(

@@ -114,6 +114,7 @@ def chain_findings(
         if issuer_cert in seen:
             return out
         seen.append(issuer_cert)
+        out += _criticality_findings(issuer_cert, subject)
         if origin == "known":
             out.append(
                 Finding(
@@ -206,6 +207,29 @@ def revocation_findings(
             f"{describe(leaf)} (serial {leaf.serial_number:x}) is revoked: {crl_subject} lists it since "
             f"{entry.revocation_date_utc:%Y-%m-%d %H:%M} UTC; servers that check this CRL refuse it.",
             f"a revoked certificate cannot be renewed; issue a new one: `{issue_command(role, owner.name, san_list(leaf) or [])}`",
+            subject,
+        )
+    ]
+
+
+def _criticality_findings(ca: x509.Certificate, subject: str) -> list[Finding]:
+    """A CA whose basicConstraints is not critical. RFC 5280 section 4.2.1.9 says MUST be critical
+    in CA certificates, and the webpki verifier refuses the chain; grpcio (BoringSSL), Go, grpc-js
+    (OpenSSL) and the openssl CLI all accept it (tests/diagnosis/test_other_tools.py). easy-rsa's
+    CA is made this way. So: a warning, about the CA, not an error on the leaf."""
+    try:
+        bc = ca.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return []
+    if bc.critical or not bc.value.ca:
+        return []
+    return [
+        Finding(
+            "ca-basic-constraints-not-critical",
+            _WARNING,
+            f"the CA {describe(ca)} has a basicConstraints extension that is not marked critical (RFC 5280 "
+            "4.2.1.9); gRPC stacks accept it, strict verifiers (webpki, rustls) refuse the chain.",
+            "when the CA is next rotated, make its basicConstraints critical (grpcpki init-ca does)",
             subject,
         )
     ]

@@ -33,7 +33,7 @@ from grpcpki.diagnosis.chain import (
     revocation_findings,
     verifier_reason,
 )
-from grpcpki.diagnosis.facts import cn, describe, is_ca, matches_host, normalise_host, same_public_key
+from grpcpki.diagnosis.facts import cn, describe, is_ca, matches_host, normalise_host, same_public_key, signed_by
 from grpcpki.diagnosis.findings import (
     EXPLAINS_REJECTION,
     FINDINGS,
@@ -46,6 +46,7 @@ from grpcpki.diagnosis.findings import (
     has_errors,
 )
 from grpcpki.diagnosis.fixes import Owner, reissue, renew
+from grpcpki.diagnosis.spiffe import spiffe_findings
 from grpcpki.diagnosis.material import (
     load_certs,
     load_crl,
@@ -69,6 +70,9 @@ __all__ = [
     "has_errors",
     "matches_host",
 ]
+
+
+_WEBPKI_ONLY = ("incorrect criticality", "missing required extension", "invalid extension")
 
 
 def role_name(role: object) -> RoleName | None:
@@ -217,6 +221,7 @@ def check_material(
         if revocations is not None:
             findings += revocation_findings(leaf, revocations, crl_subject, subject, owner)
 
+    anchors: list[x509.Certificate] = []
     if trust is not None:
         trust_subject = source_label(trust, "the trust bundle")
         anchors, trust_findings = load_certs(trust, "bundle", trust_subject)
@@ -224,10 +229,19 @@ def check_material(
         if anchors:
             pool = Pool(chain=chain, trusted=anchors, known=parse_known(known_cas))
             findings += chain_findings(pool, leaf, moment, expiry_window, subject, owner, trust_subject)
-            explained = any(f.id in EXPLAINS_REJECTION and f.severity is not Severity.INFO for f in findings)
-            if role_ is not None and not explained:
-                findings += _strict_verifier(leaf, chain, anchors, role_, host, moment, subject, owner)
+    findings += spiffe_findings(leaf, _issuers(leaf, chain, anchors), subject, reissue(owner, leaf))
+    explained = any(f.id in EXPLAINS_REJECTION and f.severity is not Severity.INFO for f in findings)
+    if anchors and role_ is not None and not explained:
+        findings += _strict_verifier(leaf, chain, anchors, role_, host, moment, subject, owner)
     return dedupe(findings)
+
+
+def _issuers(leaf: x509.Certificate, chain: list[x509.Certificate], anchors: list[x509.Certificate]) -> list[x509.Certificate]:
+    """The signing certificates above ``leaf``: the rest of its chain file, and the anchors that
+    issued any of them."""
+    above = [c for c in chain if c is not leaf]
+    signed = [leaf, *above]
+    return above + [a for a in anchors if a not in above and any(signed_by(c, a) for c in signed)]
 
 
 def _strict_verifier(
@@ -254,11 +268,16 @@ def _strict_verifier(
         reason = str(exc)
     if reason is None:
         return []
+    # What only the webpki profile insists on (an extension's criticality, an extension gRPC stacks
+    # do not require) is a warning; anything else (path length, name constraints...) BoringSSL and
+    # Go enforce too (docs/failures.md#chain-rejected).
+    strict_only = any(words in reason for words in _WEBPKI_ONLY)
     return [
         Finding(
             "chain-rejected",
-            Severity.ERROR,
-            f"a strict verifier (webpki profile, like Go's) rejects {describe(leaf)}: {reason}.",
+            Severity.WARNING if strict_only else Severity.ERROR,
+            f"a strict verifier (the webpki profile) rejects {describe(leaf)}: {reason}"
+            + ("; grpcio, Go and OpenSSL accept this." if strict_only else "."),
             reissue(owner, leaf),
             subject,
         )

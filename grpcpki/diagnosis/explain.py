@@ -21,7 +21,7 @@ from grpcpki.diagnosis.catalogue import by_kind, match, verify_reason
 from grpcpki.engine.address import split_target
 from grpcpki.engine.names import is_ip
 
-__all__ = ["Diagnosis", "explain", "tail"]
+__all__ = ["Diagnosis", "explain", "spiffe_as_dns_note", "tail"]
 
 
 @dataclass(frozen=True)
@@ -149,4 +149,17 @@ def _hostname_context(
     context["override"] = f" (from --server-name; dialed {host})" if server_name else ""
     context["covers"] = (
         f"; the certificate covers: {', '.join(server_sans) or 'no SANs'}" if server_sans is not None else ""
+    )
+
+
+def spiffe_as_dns_note(dns_names: Sequence[str]) -> str:
+    """Why an allow list cannot match a caller that carries its SPIFFE ID as a DNS SAN (cfssl does
+    this with a ``spiffe://`` entry in ``hosts``); "" when it does not. X509-SVID section 2: the
+    SPIFFE ID is a URI SAN, and grpcio reports a DNS-written one as peer_dns, not peer_spiffe_id."""
+    value = next((d for d in dns_names if d.lower().startswith("spiffe://")), None)
+    if value is None:
+        return ""
+    return (
+        f"; it presents {value} as a DNS SAN, not as a URI SAN, so it is no SPIFFE ID and --allow {value} "
+        f"cannot match it: reissue its certificate with the ID as a URI SAN (--spiffe-id {value})"
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -117,6 +117,7 @@ def gather(
     probe: bool = True,
     known_cas: Sequence[bytes] = (),
     now: dt.datetime | None = None,
+    owners: Mapping[str, str] | None = None,
 ) -> Evidence:
     """Run the doctor on the client's material and (``probe``) a live probe of the target, with
     the same server name, trust bundle and client certificate the call used."""
@@ -153,6 +154,7 @@ def gather(
             client_key_path=files.key if mutual else None,
             timeout=min(config.timeout, _PROBE_TIMEOUT),
             known_cas=known_cas,
+            owners=owners,
         )
     return Evidence(probe=result, local=local)
 
@@ -163,10 +165,12 @@ def diagnose_failure(
     *,
     known_cas: Sequence[bytes] = (),
     now: dt.datetime | None = None,
+    owners: Mapping[str, str] | None = None,
 ) -> Diagnosis:
     """The most specific cause of a failed call, from its status, a probe and the doctor.
 
-    ``known_cas``: PEM of the PKI's intermediates (to name a missing one). Never raises for
+    ``known_cas``: PEM of the PKI's intermediates (to name a missing one); ``owners``: serial ->
+    inventory name (:func:`.store.owners`), so a fix reissues the PKI's own certificate in place. Never raises for
     what it finds; a probe that itself fails just leaves the first reading in place.
     """
     first = result.diagnosis or explain(
@@ -180,12 +184,24 @@ def diagnose_failure(
     )
     if result.ok or first.kind in _HANDSHAKE_WORKED or result.code == "NOT_SENT":
         if first.kind == "permission-denied":
-            return _permission(first, result)
+            return _permission(first, result, config)
         if first.kind == "client-cert-revoked":
             return _revoked(first, config)
         return first
-    evidence = gather(config, probe=first.kind not in _LOCAL_ONLY, known_cas=known_cas, now=now)
+    evidence = gather(config, probe=first.kind not in _LOCAL_ONLY, known_cas=known_cas, now=now, owners=owners)
     return combine(first, evidence, config)
+
+
+def _client_name(config: Dialing) -> str | None:
+    """The CN of the client certificate the call used (grpcpki names a certificate by its CN)."""
+    from grpcpki.engine import cert_info
+    from grpcpki.engine.errors import GrpcpkiError
+
+    chain = config.files.chain
+    try:
+        return cert_info(chain.read_bytes()).common_name if chain is not None else None
+    except (OSError, GrpcpkiError):
+        return None
 
 
 def _revoked(first: Diagnosis, config: Dialing) -> Diagnosis:
@@ -210,10 +226,19 @@ def _revoked(first: Diagnosis, config: Dialing) -> Diagnosis:
     )
 
 
-def _permission(first: Diagnosis, result: FailedCall) -> Diagnosis:
+def _permission(first: Diagnosis, result: FailedCall, config: Dialing) -> Diagnosis:
     who = result.identity
     if not who:
         return first
+    if "as a DNS SAN, not as a URI SAN" in (result.details or ""):
+        # The server said why no allow list can match: a SPIFFE ID written as a DNS SAN.
+        name = _client_name(config) or "NAME"
+        return dataclasses.replace(
+            first,
+            cause=f"the server refused this identity: {result.details}",
+            fix=f"issue a client certificate with the SPIFFE ID as a URI SAN (X509-SVID section 2) and call with "
+            f"it: `grpcpki issue client {name}-svid --spiffe-id {who}`",
+        )
     return dataclasses.replace(
         first,
         cause=f"the TLS handshake succeeded, but the server does not allow the identity {who} "

@@ -64,8 +64,9 @@ def _san_flags(sans: Sequence[str], *, hosts: bool) -> list[tuple[str, str]]:
     flags: list[tuple[str, str]] = []
     for san in sans:
         kind, _, value = san.partition(":")
-        if kind == "URI":
-            flags.append(("--spiffe-id", value) if value.startswith("spiffe://") else ("--uri", value))
+        if kind == "URI" or (kind == "DNS" and value.lower().startswith("spiffe://")):
+            # A SPIFFE ID written as a DNS SAN (cfssl) goes back where it belongs: a URI SAN.
+            flags.append(("--spiffe-id", value) if value.lower().startswith("spiffe://") else ("--uri", value))
         elif kind in ("DNS", "IP") and hosts:
             flags.append((f"--{kind.lower()}", value))
     return flags

@@ -150,8 +150,8 @@ def load_certs(source: Source, expect: PemKind, subject: str) -> tuple[list[x509
         findings.append(
             Finding(
                 "too-many-objects",
-                _ERROR,
-                f"{subject} holds {len(certs)} certificates where one belongs.",
+                _WARNING,
+                f"{subject} holds {len(certs)} certificates where one belongs; only the first is used.",
                 "keep only the first certificate; put the chain in its own file",
                 subject,
             )
@@ -176,12 +176,13 @@ def load_key(source: Source, passphrase: bytes | None, subject: str) -> tuple[Pr
             ]
         return None, findings + [not_pem(data, subject, "a private key")]
     if len(keys) > 1:
-        # BoringSSL's PEM_read_bio_PrivateKey takes the first; which one was meant is anyone's guess.
+        # BoringSSL's PEM_read_bio_PrivateKey, Go and OpenSSL take the first, so this works when the first
+        # is the right one (key-mismatch says when it is not); which one was meant is anyone's guess.
         findings.append(
             Finding(
                 "too-many-objects",
-                _ERROR,
-                f"{subject} holds {len(keys)} private keys where one belongs.",
+                _WARNING,
+                f"{subject} holds {len(keys)} private keys where one belongs; gRPC uses the first.",
                 None,
                 subject,
             )

@@ -39,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -132,6 +132,7 @@ def probe(
     client_key_passphrase: bytes | None = None,
     timeout: float = 5.0,
     known_cas: Sequence[bytes] = (),
+    owners: Mapping[str, str] | None = None,
 ) -> ProbeResult:
     """Handshake with ``host:port`` and report what a gRPC client would run into.
 
@@ -139,7 +140,9 @@ def probe(
     ``grpc.ssl_target_name_override``; it is also sent as SNI); default ``host``. ``ca_pem`` is
     the bundle the client trusts. ``client_cert_path``/``client_key_path`` make a mutual
     handshake. ``known_cas`` (PEM of the PKI's intermediate CAs) lets a chain that omits one be
-    reported as ``missing-intermediate`` rather than ``chain-untrusted``. Only ``host`` is ever contacted. Raises :class:`ProbeError` for bad arguments only;
+    reported as ``missing-intermediate`` rather than ``chain-untrusted``. ``owners`` (serial ->
+    inventory name, :func:`.store.owners`) says which presented certificate is the PKI's own, so a
+    fix may reissue it in place. Only ``host`` is ever contacted. Raises :class:`ProbeError` for bad arguments only;
     network failures are findings.
     """
     if not host:
@@ -249,7 +252,7 @@ def probe(
             )
         )
 
-    chain_infos, chain_pem, verified, detail = _check_chain(first, name, ca_pem, where, findings, known_cas)
+    chain_infos, chain_pem, verified, detail = _check_chain(first, name, ca_pem, where, findings, known_cas, owners or {})
 
     mutual_ok: bool | None = None
     if client_cert_path is not None and client_key_path is not None and tls_ok:
@@ -322,6 +325,7 @@ def _check_chain(
     where: str,
     findings: list[Finding],
     known_cas: Sequence[bytes] = (),
+    owners: Mapping[str, str] | None = None,
 ) -> tuple[tuple[CertInfo, ...], bytes, bool | None, str | None]:
     if not attempt.der_chain:
         return (), b"", None, None
@@ -336,8 +340,10 @@ def _check_chain(
     infos = tuple(cert_info(pem) for pem in pems)
     subject = f"server chain at {where}"
     relabel = {"the certificate chain": subject, "the trust bundle": "the CA bundle (--ca)"}
+    owned = (owners or {}).get(infos[0].serial_hex)
     for f in doctor.check_material(
-        chain_pem, role="server", trust=ca_pem, host=name, name=infos[0].common_name or None, known_cas=known_cas
+        chain_pem, role="server", trust=ca_pem, host=name, known_cas=known_cas,
+        name=owned or infos[0].common_name or None, managed=owned is not None,
     ):
         message = f.message
         for old, new in relabel.items():

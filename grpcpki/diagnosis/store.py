@@ -46,6 +46,7 @@ __all__ = [
     "doctor_pki",
     "guess_role",
     "known_cas",
+    "owners",
     "pki_crl",
     "preflight",
     "revoked_instead",
@@ -356,6 +357,12 @@ def doctor_pki(
     crl = crl if crl is not None else pki_crl(pki)
     checked = [_leaf_from_record(pki, r, host=host, known=known, now=moment, crl=crl) for r in pki.records()]
     return checked + _doctor_cas(pki, passphrase=passphrase, now=moment)
+
+
+def owners(pki: Pki) -> dict[str, str]:
+    """Serial (lowercase hex) -> inventory name of every active leaf: tells a certificate seen on the
+    wire or in a file apart from the inventory's own, for which a fix may suggest ``--replace``."""
+    return {r.serial.lower().replace(":", ""): r.name for r in pki.records()}
 
 
 def pki_crl(pki: Pki) -> Path | None:

@@ -476,7 +476,11 @@ class CA:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(profile, key), critical=True)  # RFC 5280 4.2.1.3: SHOULD be critical
             .add_extension(
-                x509.ExtendedKeyUsage(profiles.leaf_eku_oids(role, also_client=also_client, also_server=also_server)),
+                x509.ExtendedKeyUsage(
+                    profiles.leaf_eku_oids(
+                        role, also_client=also_client, also_server=also_server, svid=any(s.is_spiffe for s in final_sans)
+                    )
+                ),
                 critical=False,  # critical EKU breaks some Java and Windows verifiers
             )
             .add_extension(x509.SubjectAlternativeName([_general_name(s) for s in final_sans]), critical=False)
@@ -549,6 +553,7 @@ def leaf_sans(name: str, sans: Iterable[str | San] = (), *, name_as_san: bool = 
             if host == San("dns", "localhost"):
                 parsed += [San("ip", "127.0.0.1"), San("ip", "::1")]
     final_sans = dedupe(parsed)
+    _check_svid(final_sans)
     if not final_sans:
         # Go (since 1.15) ignores the CommonName, and cryptography's verifier requires a SAN:
         # a certificate without one is useless to half the gRPC world.
@@ -557,6 +562,25 @@ def leaf_sans(name: str, sans: Iterable[str | San] = (), *, name_as_san: bool = 
             "add one with --dns, --ip, --uri or --spiffe-id",
         )
     return final_sans
+
+
+def _check_svid(sans: Sequence[San]) -> None:
+    """A leaf with a SPIFFE ID is an X509-SVID: exactly one URI SAN (X509-SVID section 2) and a
+    non-root path (section 3.1). grpcio drops ``peer_spiffe_id`` for either (docs/spiffe.md)."""
+    uris = [s for s in sans if s.kind == "uri"]
+    spiffe = [s for s in uris if s.is_spiffe]
+    if spiffe and len(uris) > 1:
+        raise InvalidNameError(
+            f"a certificate with a SPIFFE ID carries exactly one URI SAN (X509-SVID section 2); got {len(uris)}: "
+            + ", ".join(s.value for s in uris),
+            "issue one certificate per SPIFFE ID",
+        )
+    for san in spiffe:
+        if not san.value[len("spiffe://") :].partition("/")[2]:
+            raise InvalidNameError(
+                f"{san.value} has no path; a leaf's SPIFFE ID needs one (X509-SVID section 3.1)",
+                f"name the workload, e.g. {san.value.rstrip('/')}/ns/default/sa/web",
+            )
 
 
 def _name(common_name: str, org: str | None) -> x509.Name:

@@ -74,11 +74,14 @@ DEFAULT_INTERMEDIATE_DAYS = 1825
 BACKDATE = timedelta(minutes=5)
 
 
-def leaf_eku_oids(role: Role, *, also_client: bool = False, also_server: bool = False) -> list:
+def leaf_eku_oids(role: Role, *, also_client: bool = False, also_server: bool = False, svid: bool = False) -> list:
+    """The EKU OIDs of a leaf. ``svid``: it carries a SPIFFE ID, so it is an X509-SVID, whose
+    extendedKeyUsage "when included, fields id-kp-serverAuth and id-kp-clientAuth MUST be set"
+    (X509-SVID section 4.4), whatever its role here (docs/spiffe.md)."""
     profile = LEAF_PROFILES[role]
     oids = []
-    if profile.server_auth or also_server:
+    if profile.server_auth or also_server or svid:
         oids.append(ExtendedKeyUsageOID.SERVER_AUTH)
-    if profile.client_auth or also_client:
+    if profile.client_auth or also_client or svid:
         oids.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     return oids

@@ -34,6 +34,7 @@ from grpcpki.engine import CertInfo
 from grpcpki.engine.errors import GrpcpkiError
 from grpcpki.greeter._proto import helloworld_pb2, helloworld_pb2_grpc
 from grpcpki.greeter.crl import RevocationCheck, Revoked
+from grpcpki.diagnosis.explain import spiffe_as_dns_note
 from grpcpki.engine.address import split_target
 from grpcpki.greeter.errors import GreeterError, Mode
 from grpcpki.greeter.files import TlsMaterial, Stamp, TlsFiles, load, stamp
@@ -270,7 +271,8 @@ class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
             # Before the allow list: a revoked certificate proves no identity at all.
             self._check_revocation(auth, identity, request.name, context)
         if not self._allow.permits(identity):
-            message = f"identity {identity.display} is not allowed to call this server"
+            # A SPIFFE ID written as a DNS SAN can never match: say so (docs/failures.md#peer-identity).
+            message = f"identity {identity.display} is not allowed to call this server{spiffe_as_dns_note(identity.dns)}"
             self._record(context, identity, request.name, "PERMISSION_DENIED", message)
             context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
         if self._delay > 0:

@@ -53,7 +53,7 @@ def test_init_issue_list_inspect(cli: Cli, pki: Path) -> None:
     assert client.code == 0, client.output
     data = json.loads(client.stdout)
     assert data["sans"] == ["URI:spiffe://example.org/ns/default/sa/web"]
-    assert data["extended_key_usage"] == ["clientAuth"]
+    assert data["extended_key_usage"] == ["serverAuth", "clientAuth"]  # an X509-SVID: both (X509-SVID 4.4)
     assert Path(data["key_path"]).stat().st_mode & 0o777 == 0o600
 
     listing = json.loads(cli("list", "--json").stdout)

@@ -31,7 +31,8 @@ def assert_is_ca(cert: x509.Certificate, *, path_len: int | None = None) -> None
         pass
 
 
-def assert_is_leaf(cert: x509.Certificate, *, server: bool, client: bool) -> None:
+def assert_is_leaf(cert: x509.Certificate, *, server: bool, client: bool, server_profile: bool | None = None) -> None:
+    """``server_profile``: made by the server profile (RSA keyEncipherment); default ``server``."""
     ext = cert.extensions
     basic = ext.get_extension_for_class(x509.BasicConstraints)
     assert basic.critical is True and basic.value.ca is False
@@ -40,7 +41,7 @@ def assert_is_leaf(cert: x509.Certificate, *, server: bool, client: bool) -> Non
     assert usage.value.digital_signature is True
     assert usage.value.key_cert_sign is False and usage.value.crl_sign is False
     is_rsa = isinstance(cert.public_key(), rsa.RSAPublicKey)
-    assert usage.value.key_encipherment is (is_rsa and server)
+    assert usage.value.key_encipherment is (is_rsa and (server if server_profile is None else server_profile))
     eku = ext.get_extension_for_class(x509.ExtendedKeyUsage)
     assert eku.critical is False
     assert (ExtendedKeyUsageOID.SERVER_AUTH in eku.value) is server

@@ -40,7 +40,10 @@ def test_root_and_leaves_have_the_right_profiles(key_type: KeyType) -> None:
     server = ca.issue(Role.SERVER, "localhost", key_type=key_type)
     client = ca.issue(Role.CLIENT, "web", sans=["spiffe://example.org/web"], key_type=key_type)
     assert_is_leaf(_cert(server.cert_pem), server=True, client=False)
-    assert_is_leaf(_cert(client.cert_pem), server=False, client=True)
+    # A client with a SPIFFE ID is an X509-SVID: both EKUs (X509-SVID section 4.4).
+    assert_is_leaf(_cert(client.cert_pem), server=True, client=True, server_profile=False)
+    plain_client = ca.issue(Role.CLIENT, "batch", key_type=key_type)
+    assert_is_leaf(_cert(plain_client.cert_pem), server=False, client=True)
     assert verify_chain(server.chain_pem, ca.root_pem, Role.SERVER, host="localhost").ok
     assert verify_chain(client.chain_pem, ca.root_pem, Role.CLIENT).ok
 
@@ -188,7 +191,8 @@ def test_openssl_verifies_chains_for_their_purpose(tmp_path: Path, intermediate:
     root = CA.create("Root")
     issuer = root.create_intermediate("Issuing") if intermediate else root
     server = issuer.issue(Role.SERVER, "localhost")
-    client = issuer.issue(Role.CLIENT, "web", sans=["spiffe://example.org/web"])
+    # No SPIFFE ID: an X509-SVID carries both EKUs (X509-SVID 4.4) and verifies for either purpose.
+    client = issuer.issue(Role.CLIENT, "web")
     (tmp_path / "ca.crt").write_bytes(root.root_pem)
     (tmp_path / "untrusted.pem").write_bytes(issuer.intermediates_pem or root.root_pem)
     for name, leaf, purpose, wrong in (("server", server, "sslserver", "sslclient"), ("client", client, "sslclient", "sslserver")):

@@ -165,13 +165,13 @@ CASES: list[tuple[str, Case, str, Severity]] = [
         "two certificates where one belongs",
         lambda w: check_pem_file(b.pem(w.server, w.root), "certificate"),
         "too-many-objects",
-        Severity.ERROR,
+        Severity.WARNING,
     ),
     (
         "two keys in one key file",
         lambda w: check_key_file(w.server.key_pem + w.client.key_pem),
         "too-many-objects",
-        Severity.ERROR,
+        Severity.WARNING,
     ),
     (
         "encrypted key, no passphrase",
@@ -349,6 +349,32 @@ CASES: list[tuple[str, Case, str, Severity]] = [
         Severity.ERROR,
     ),
     ("RSA-1024 leaf", lambda w: _server(w, _leaf(w, key_kind="rsa1024")), "weak-key", Severity.ERROR),
+    (
+        "SPIFFE ID written as a DNS SAN (cfssl)",
+        lambda w: _server(w, _leaf(w, sans=["DNS:localhost", "DNS:spiffe://example.org/api"])),
+        "spiffe-id-as-dns",
+        Severity.ERROR,
+    ),
+    (
+        "SVID with two URI SANs (X509-SVID 2)",
+        lambda w: _client(w, _leaf(w, cn="web", sans=["URI:spiffe://example.org/a", "URI:spiffe://example.org/b"])),
+        "spiffe-svid",
+        Severity.ERROR,
+    ),
+    (
+        "keyEncipherment on an ECDSA key (RFC 8813)",
+        lambda w: _server(w, _leaf(w, key_usage=b.key_usage(digital_signature=True, key_encipherment=True))),
+        "key-usage-ecdsa-encipherment",
+        Severity.WARNING,
+    ),
+    (
+        "CA whose basicConstraints is not critical (easy-rsa)",
+        lambda w: (lambda i, leaf: check_material(b.pem(leaf, i), role="server", trust=w.root.cert_pem))(
+            *_intermediate_world(w, bc_critical=False)
+        ),
+        "ca-basic-constraints-not-critical",
+        Severity.WARNING,
+    ),
     ("P-192 leaf", lambda w: _server(w, _leaf(w, key_kind="ec192")), "weak-key", Severity.ERROR),
     (
         "SHA-1 signed leaf",

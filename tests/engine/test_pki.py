@@ -96,7 +96,8 @@ def test_inventory_records_everything_issued(tmp_path: Path) -> None:
     client = pki.issue(Role.CLIENT, "web", sans=["spiffe://example.org/web"], name_as_san=False)
     assert server.sans == ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
     assert client.sans == ("URI:spiffe://example.org/web",)
-    assert client.eku == ("clientAuth",) and server.eku == ("serverAuth",)
+    # The client carries a SPIFFE ID, so it is an X509-SVID: both EKUs (X509-SVID section 4.4).
+    assert client.eku == ("serverAuth", "clientAuth") and server.eku == ("serverAuth",)
     assert {r.name for r in pki.records()} == {"localhost", "web"}
     assert [r.name for r in pki.records(kind="client")] == ["web"]
     assert pki.inventory.by_serial(server.serial) == server

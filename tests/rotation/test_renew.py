@@ -79,7 +79,7 @@ def test_client_spiffe_id_survives_renewal(tmp_path: Path) -> None:
     info = cert_info(pki.find("web").cert_path.read_bytes())  # type: ignore[union-attr]
     assert tuple(str(s) for s in info.sans) == old.sans
     assert "URI:spiffe://example.org/web" in old.sans
-    assert info.extended_key_usage == ("clientAuth",)
+    assert info.extended_key_usage == ("serverAuth", "clientAuth")  # an X509-SVID (X509-SVID 4.4)
 
 
 @pytest.mark.parametrize(("rekey", "same_key"), [(False, True), (True, False)], ids=["keep-key", "rekey"])
