@@ -93,9 +93,11 @@ class ServiceSpec:
     @property
     def eku(self) -> frozenset[str]:
         usages = set()
-        if self.role is Role.SERVER or self.also_server:
+        # A leaf with a SPIFFE ID is an X509-SVID and gets both (profiles.leaf_eku_oids, X509-SVID 4.4).
+        svid = any(s.is_spiffe for s in self.sans)
+        if self.role is Role.SERVER or self.also_server or svid:
             usages.add("serverAuth")
-        if self.role is Role.CLIENT or self.also_client:
+        if self.role is Role.CLIENT or self.also_client or svid:
             usages.add("clientAuth")
         return frozenset(usages)
 
