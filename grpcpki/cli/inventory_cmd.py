@@ -1,6 +1,6 @@
 """``grpcpki list`` and ``grpcpki inspect``: what the PKI holds, and what a certificate says.
 
-``list`` streams from the inventory (``Inventory.iter_records``) and writes as it reads, so
+``list`` streams from the inventory (``Inventory.iter_listing``) and writes as it reads, so
 100,000 certificates list in constant memory; only a terminal gets a rich table, of the rows
 that fit on the screen. rich and cryptography are imported only on the paths that need them.
 """
@@ -20,7 +20,7 @@ from grpcpki.cli.context import App, pass_app, pki_options
 from grpcpki.cli.params import DURATION
 
 if TYPE_CHECKING:
-    from grpcpki.engine.inventory import Record
+    from grpcpki.engine.inventory import Listed
 
 _KINDS = ("server", "client", "root", "intermediate", "cross")
 # Title, header and borders of the table, the footer line and the shell prompt.
@@ -83,12 +83,12 @@ def list_cmd(
     }
     try:
         if as_json:
-            _write_json(inventory.iter_records(**filters, limit=limit or None), now)  # type: ignore[arg-type]
+            _write_json(inventory.iter_listing(**filters, limit=limit or None), now)  # type: ignore[arg-type]
         elif sys.stdout.isatty():
             _write_table(app, inventory, filters, limit, now, kind=kind, expiring=expiring, expired=expired,
                          before=before)
         else:
-            _write_rows(inventory.iter_records(**filters, limit=limit or None), now)  # type: ignore[arg-type]
+            _write_rows(inventory.iter_listing(**filters, limit=limit or None), now)  # type: ignore[arg-type]
     except BrokenPipeError:
         # `grpcpki list | head`: the reader has what it wanted. Point stdout at /dev/null so the
         # interpreter's final flush does not complain about the closed pipe.
@@ -99,7 +99,7 @@ def list_cmd(
         inventory.close()
 
 
-def _write_rows(records: Iterator[Record], now: datetime) -> None:
+def _write_rows(records: Iterator[Listed], now: datetime) -> None:
     write = sys.stdout.write
     for record in records:
         write(
@@ -109,7 +109,7 @@ def _write_rows(records: Iterator[Record], now: datetime) -> None:
     sys.stdout.flush()
 
 
-def _write_json(records: Iterator[Record], now: datetime) -> None:
+def _write_json(records: Iterator[Listed], now: datetime) -> None:
     """One JSON array, as before, written one object per line as the rows arrive."""
     write = sys.stdout.write
     separator = "[\n  "
@@ -121,7 +121,7 @@ def _write_json(records: Iterator[Record], now: datetime) -> None:
     sys.stdout.flush()
 
 
-def _json_record(record: Record, now: datetime) -> dict[str, object]:
+def _json_record(record: Listed, now: datetime) -> dict[str, object]:
     data = record.to_dict()
     for key, value in data.items():
         if isinstance(value, datetime):
@@ -164,7 +164,7 @@ def _write_table(
     # Whole serials, never folded: people match them against `openssl x509 -serial`.
     table.add_column("serial", no_wrap=True)
     table.add_column("SANs", overflow="fold")
-    for record in inventory.iter_records(**filters, limit=shown):  # type: ignore[arg-type]
+    for record in inventory.iter_listing(**filters, limit=shown):  # type: ignore[arg-type]
         state = record.state(now)
         style = console.expiry_style(record.not_after, record.not_before, now)
         table.add_row(

@@ -271,26 +271,38 @@ def _report(results: Sequence[RenewResult], *, dry_run: bool, quiet: bool = Fals
         results = [r for r in results if r.action != "skipped"]
         if not results:
             return
+    # Plain writes unless a person is watching: at 10,000 renewals rich's per-line rendering
+    # costs seconds, and cron reads plain text anyway (names never pass through markup either way).
+    plain = not console.err().is_terminal
+    lines: list[str] = []
     for result in results:
         if result.action == "renewed":
-            console.success(
+            line = (
                 f"renewed {result.kind} {result.name} ({result.reason}): serial {result.old_serial[:12]} -> "
                 f"{(result.new_serial or '')[:12]}, expires {result.not_after:%Y-%m-%d} "
                 f"({console.relative(result.not_after)})"
             )
+            if plain:
+                lines.append(f"✓ {line}\n")
+            else:
+                console.success(line)
         elif result.action == "would-renew":
             console.info(f"would renew {result.kind} {result.name}: {result.reason}")
         elif result.action == "failed":
             console.render_error(f"could not renew {result.name}: {result.reason}")
-        else:
-            console.info(f"skipped {result.name}: {result.reason}")
+    if lines:
+        sys.stderr.write("".join(lines))
+        sys.stderr.flush()
     counts = {a: sum(r.action == a for r in results) for a in ("renewed", "would-renew", "skipped", "failed")}
     if not results:
         console.info("no active certificates to renew")
     elif dry_run:
         console.info(f"dry run: {counts['would-renew']} would be renewed, {counts['skipped']} not due")
     elif counts["renewed"] == 0 and counts["failed"] == 0:
-        console.info("nothing to renew")
+        # One line for the certificates that are not due, not one line each (issue 10).
+        console.info(f"nothing to renew: {counts['skipped']} not due" if counts["skipped"] else "nothing to renew")
+    elif counts["skipped"]:
+        console.info(f"{counts['skipped']} not due")
 
 
 def _watch(

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from grpcpki.engine.errors import AlreadyExistsError, InventoryError, NoCAError
 
@@ -170,6 +171,55 @@ class NewRecord:
     status: str = "active"
 
 
+class Listed(NamedTuple):
+    """One inventory row for listing (:meth:`Inventory.iter_listing`): a :class:`Record`'s facts
+    with paths as text, in a tuple, which is cheap to build by the hundred thousand."""
+
+    name: str
+    kind: str
+    status: str
+    serial: str
+    subject: str
+    sans: tuple[str, ...]
+    issuer: str
+    not_before: datetime
+    not_after: datetime
+    fingerprint: str
+    key_type: str
+    eku: tuple[str, ...]
+    ca_generation: int | None
+    cert_path: str | None
+    chain_path: str | None
+    key_path: str | None
+    revoked_at: datetime | None
+    revocation_reason: str | None
+    created_at: datetime
+
+    @property
+    def openssl_serial(self) -> str:
+        return openssl_serial(self.serial)
+
+    def state(self, now: datetime | None = None) -> str:
+        """The status, except that an active certificate past its notAfter is "expired"."""
+        if self.status == "active" and self.not_after <= (now or datetime.now(UTC)):
+            return "expired"
+        return self.status
+
+    def days_left(self, now: datetime | None = None) -> int:
+        return (self.not_after - (now or datetime.now(UTC))) // _DAY
+
+    def to_dict(self) -> dict[str, object]:
+        """The keys of :meth:`Record.to_dict`, in its order."""
+        return {
+            "name": self.name, "kind": self.kind, "status": self.status, "serial": self.serial,
+            "subject": self.subject, "sans": list(self.sans), "issuer": self.issuer,
+            "not_before": self.not_before, "not_after": self.not_after, "fingerprint_sha256": self.fingerprint,
+            "key_type": self.key_type, "extended_key_usage": list(self.eku), "ca_generation": self.ca_generation,
+            "cert_path": self.cert_path, "chain_path": self.chain_path, "key_path": self.key_path,
+            "revoked_at": self.revoked_at, "revocation_reason": self.revocation_reason, "created_at": self.created_at,
+        }
+
+
 class Inventory:
     """Typed access to ``inventory.db``. Use :meth:`transaction` to group writes."""
 
@@ -311,18 +361,66 @@ class Inventory:
         Reads through the (status, not_after) index when statuses are given, so the expiry order
         and an ``expiring_before`` bound cost no sort. The rows are read from one snapshot.
         """
+        for row in self._stream(kinds, statuses, name, expiring_before, ca_generation, limit):
+            yield self._row(row)
+
+    def iter_listing(
+        self,
+        *,
+        kinds: Sequence[str] | None = None,
+        statuses: Sequence[str] | None = ("active",),
+        expiring_before: datetime | None = None,
+        limit: int | None = None,
+    ) -> Iterator[Listed]:
+        """:meth:`iter_records` as :class:`Listed` tuples: the same facts, paths as text.
+
+        What ``grpcpki list`` reads: building three ``Path`` objects and a frozen dataclass per
+        row was over half the cost of listing 100,000 certificates (bench/list.py).
+        """
+        root = str(self.root)
+        loads, parse = _string_list, _parse
+
+        def path(value: str | None) -> str | None:
+            return None if not value else value if value.startswith("/") else f"{root}/{value}"
+
+        columns = (
+            "name, kind, status, serial, subject, sans, issuer, not_before, not_after, fingerprint, key_type, eku, "
+            "ca_generation, cert_path, chain_path, key_path, revoked_at, revocation_reason, created_at"
+        )
+        # Plain tuples (no sqlite3.Row) and named columns: the cheapest rows SQLite hands out.
+        for (name, kind, status, serial, subject, sans, issuer, not_before, not_after, fingerprint, key_type, eku,
+             ca_generation, cert_path, chain_path, key_path, revoked_at, reason, created_at) in self._stream(
+                kinds, statuses, None, expiring_before, None, limit, columns=columns):
+            yield Listed(
+                name, kind, status, serial, subject, loads(sans), issuer, parse(not_before), parse(not_after),
+                fingerprint, key_type, loads(eku), ca_generation, path(cert_path), path(chain_path), path(key_path),
+                parse(revoked_at) if revoked_at else None, reason, parse(created_at),
+            )
+
+    def _stream(
+        self,
+        kinds: Sequence[str] | None,
+        statuses: Sequence[str] | None,
+        name: str | None,
+        expiring_before: datetime | None,
+        ca_generation: int | None,
+        limit: int | None,
+        *,
+        columns: str | None = None,
+    ) -> Iterator[sqlite3.Row]:
         where, params = _where(kinds, statuses, name, expiring_before, ca_generation)
-        sql = f"SELECT * FROM certificates {where} ORDER BY not_after, name"
+        sql = f"SELECT {columns or '*'} FROM certificates {where} ORDER BY not_after, name"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         # A cursor of its own: a write on self._db while the caller iterates must not reset it.
         cursor = self._db.cursor()
+        if columns is not None:
+            cursor.row_factory = None  # plain tuples
         try:
             cursor.execute(sql, params)
             while rows := cursor.fetchmany(512):
-                for row in rows:
-                    yield self._row(row)
+                yield from rows
         finally:
             cursor.close()
 
@@ -482,6 +580,18 @@ def _recover_if_pending(root: Path, inventory: Inventory) -> None:
         pass  # e.g. a read-only user: the next writer recovers
 
 
+def _string_list(text: str) -> tuple[str, ...]:
+    """A JSON list of strings as the inventory writes it (``json.dumps``), decoded ~5x faster than
+    ``json.loads`` when no string needs an escape; anything else goes to ``json.loads``."""
+    if text == "[]":
+        return ()
+    if text.startswith('["') and text.endswith('"]') and "\\" not in text:
+        items = text[2:-2].split('", "')
+        if text.count('"') == 2 * len(items):  # no quote inside an item: the split was exact
+            return tuple(items)
+    return tuple(json.loads(text))
+
+
 def _where(
     kinds: Sequence[str] | None,
     statuses: Sequence[str] | None,
@@ -531,4 +641,4 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-__all__ = ["Inventory", "NewRecord", "Record", "SCHEMA_VERSION", "open_inventory", "openssl_serial"]
+__all__ = ["Inventory", "Listed", "NewRecord", "Record", "SCHEMA_VERSION", "open_inventory", "openssl_serial"]

@@ -119,3 +119,12 @@ def test_renew_dry_run_prints_what_is_due_and_a_summary(pki: Path) -> None:
     document = json.loads(grpcpki(pki, "renew", "--all", "--dry-run", "--json").stdout)
     assert [c["name"] for c in document["certificates"]] == ["old", "soon"]
     assert (document["would_renew"], document["skipped"], document["renewed"]) == (2, 1, 0)
+
+
+def test_listing_rows_carry_what_records_do(pki: Path) -> None:
+    """list reads Inventory.iter_listing (tuples, paths as text): the same facts as iter_records."""
+    inventory = Inventory(pki / "inventory.db", pki)
+    records = [r.to_dict() for r in inventory.iter_records(statuses=None)]
+    listed = [r.to_dict() for r in inventory.iter_listing(statuses=None)]
+    inventory.close()
+    assert listed == records and len(listed) == 5

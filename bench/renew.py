@@ -1,0 +1,67 @@
+"""`grpcpki renew --all --force` of N leaves against the bare cryptography loop, in one run.
+
+Issue 10's target: renew --all --force of 10,000 leaves >= 0.6x the bare in-process loop (the
+loop of bench/apply.py: a P-256 key and a leaf per name, files written with the key 0600).
+
+  bare loop   N new leaves, written to certs/NAME/ (interpreter start-up included)
+  renew       `python -m grpcpki renew --all --force` on a PKI holding N leaves (made
+              beforehand with `grpcpki apply`, not timed): new keys and certificates, the old
+              ones archived, rows superseded, in one store transaction; output as cron sees it
+              (stdout/stderr to a pipe)
+  renew dry   `grpcpki renew --all --dry-run` of the same PKI (nothing due): the streamed plan
+
+No thresholds: it reports, people judge.
+
+    python bench/renew.py [--count 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from apply import BARE_LOOP, MANIFEST  # noqa: E402
+
+
+def run(argv: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, cwd=cwd, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternate bare/renew this often, keep the best of each")
+    args = parser.parse_args()
+    print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, N = {args.count}, best of {args.rounds}")
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        (base / "bare.py").write_text(BARE_LOOP)
+        work = base / "pki-work"
+        work.mkdir()
+        (work / "grpcpki.toml").write_text(MANIFEST.format(count=args.count))
+        run([sys.executable, "-m", "grpcpki", "init-ca", "--name", "bench CA"], work)
+        run([sys.executable, "-m", "grpcpki", "apply"], work)
+        bares, renews = [], []
+        for round_ in range(args.rounds):
+            # Best of several alternating rounds: the machine is shared, and noise only slows.
+            bares.append(run([sys.executable, str(base / "bare.py"), str(base / f"bare{round_}"), str(args.count)], base))
+            renews.append(run([sys.executable, "-m", "grpcpki", "renew", "--all", "--force"], work))
+        bare, renew = min(bares), min(renews)
+        dry = run([sys.executable, "-m", "grpcpki", "renew", "--all", "--dry-run"], work)
+    print(f"bare cryptography loop   {args.count / bare:8.1f} certs/s  ({bare:.2f}s)")
+    print(f"renew --all --force      {args.count / renew:8.1f} certs/s  ({renew:.2f}s)")
+    print(f"renew --all --dry-run    {dry:8.2f}s for {args.count} certificates")
+    print(f"renew / bare loop:       x{bare / renew:.2f}  (target >= 0.6)")
+
+
+if __name__ == "__main__":
+    main()
