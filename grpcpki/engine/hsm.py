@@ -192,7 +192,8 @@ class TokenLogin:
         return module
 
     def pin_for(self, uri: Pkcs11Uri) -> bytes:
-        pin_file = self.pin_file or uri.pin_source
+        """--pin-file / GRPCPKI_PKCS11_PIN_FILE, then GRPCPKI_PKCS11_PIN, then the URI's pin-source, then a prompt."""
+        pin_file = self.pin_file or (uri.pin_source if self.pin is None else None)
         if pin_file:
             path = Path(pin_file.removeprefix("file:"))
             try:

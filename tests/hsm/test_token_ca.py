@@ -246,3 +246,26 @@ def test_without_python_pkcs11_a_token_command_names_the_extra_and_others_never_
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_pin_prompt_on_a_terminal(tmp_path: Path, softhsm: SoftHsm) -> None:
+    pexpect = pytest.importorskip("pexpect", reason="pexpect is in the test extra: pip install '.[test]'")
+
+    def spawn(*args: str) -> tuple[int, str]:
+        child = pexpect.spawn(
+            sys.executable, ["-m", "grpcpki", "--pki", str(tmp_path / "pki"), *args],
+            cwd=str(tmp_path), env=cli_env(softhsm.env(pin=False)), encoding="utf-8", timeout=30,
+        )
+        child.expect(f"PIN for token '{TOKEN}': ")
+        child.sendline(PIN)
+        child.expect(pexpect.EOF)
+        output = str(child.before)
+        child.close()
+        assert PIN not in output
+        return int(child.exitstatus), output
+
+    code, output = spawn("init-ca", "--key-uri", uri("ca"))
+    assert code == 0, output
+    # Asked once per command, before any spinner: a signing command asks when it opens the CA.
+    code, output = spawn("issue", "server", "localhost")
+    assert code == 0 and "issued server certificate 'localhost'" in output, output
