@@ -524,6 +524,14 @@ class Inventory:
                     (*rel, record_id),
                 )
 
+    def set_paths(self, record_id: int, paths: tuple[Path | None, Path | None, Path | None]) -> None:
+        """Where a record's cert.pem, chain.pem and key.pem are now (e.g. after archiving)."""
+        rel = [str(p.relative_to(self.root)) if p else None for p in paths]
+        with self.transaction():
+            self._db.execute(
+                "UPDATE certificates SET cert_path = ?, chain_path = ?, key_path = ? WHERE id = ?", (*rel, record_id)
+            )
+
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default

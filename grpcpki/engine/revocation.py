@@ -109,17 +109,19 @@ def revoke(pki: Pki, target: str, *, reason: str = "unspecified", now: datetime 
             )
         already = record.status == "revoked"
         if not already:
-            archived = None
-            if record.status == "active":
-                # The live files move to archive/NAME/SERIAL/ (pki.py layout), so a revoked
-                # certificate is never picked up again from certs/NAME/.
-                archived = pki.archive_files(record)
-                if archived[0] is not None:
-                    for path in (record.cert_path, record.chain_path, record.key_path):
-                        if path is not None:
-                            tx.remove(path)
-            pki.inventory.set_status(record.id, "revoked", revocation_reason=reason, paths=archived)
+            pki.inventory.set_status(record.id, "revoked", revocation_reason=reason)
+        # The CRL is staged first, so it is the first file to land: a server checking crl.pem
+        # refuses the certificate before its files leave certs/NAME/.
         summary = write_crl(pki, now=now)
+        if not already and record.status == "active":
+            # The live files move to archive/NAME/SERIAL/ (pki.py layout), so a revoked
+            # certificate is never picked up again from certs/NAME/.
+            archived = pki.archive_files(record)
+            if archived[0] is not None:
+                for path in (record.cert_path, record.chain_path, record.key_path):
+                    if path is not None:
+                        tx.remove(path)
+                pki.inventory.set_paths(record.id, archived)
     updated = pki.inventory.by_id(record.id)
     assert updated is not None
     return RevokeResult(updated, already, summary)

@@ -178,7 +178,9 @@ def renew(
     """Renew every due leaf (or those named). One certificate's failure does not stop the others.
 
     Errors that would fail every certificate (wrong passphrase, expired CA) are raised before
-    anything is written. The renewals that succeed land together, in one store transaction.
+    anything is written. The renewals that succeed land together, in one store transaction:
+    ``on_result`` reports each certificate as it is signed (for a progress bar); its files are in
+    place when ``renew`` returns.
     """
     if dry_run:
         # A dry run writes nothing, so it neither takes the lock nor waits for it.
