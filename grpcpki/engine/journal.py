@@ -353,6 +353,16 @@ def recover(root: Path, inventory: Inventory | None) -> list[str]:
 
     Returns one line per journal handled, for whoever wants to say so.
     """
+    try:
+        return _recover(root, inventory)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot finish or undo an interrupted change in {root}: {exc.strerror} ({exc.filename})",
+            "run grpcpki as the owner of the PKI directory, then `grpcpki doctor --store`",
+        ) from None
+
+
+def _recover(root: Path, inventory: Inventory | None) -> list[str]:
     done: list[str] = []
     for path in pending_journals(root):
         if path.name.endswith(TEMP_SUFFIX):

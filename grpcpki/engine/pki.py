@@ -208,7 +208,7 @@ class Pki:
         if pending_journals(path):
             # A writer was killed mid-change: finish or undo it now if nobody else is writing
             # (a reader never waits: if the lock is busy, its holder recovers first).
-            with contextlib.suppress(GrpcpkiError):
+            with contextlib.suppress(GrpcpkiError, OSError):
                 if pki._lock.acquire(blocking=False):
                     try:
                         recover(path, pki.inventory)
@@ -227,9 +227,7 @@ class Pki:
                 if self.inventory.replaced():
                     # `init-ca --force` swapped the PKI while we waited: work on the new one,
                     # with its own CA, never write the new PKI's files against the old rows.
-                    self.inventory.close()
-                    self.inventory = Inventory(self.path / INVENTORY, self.path)
-                    self._signing_ca = None
+                    self._reopen()
                 recover(self.path, self.inventory)
             yield
         finally:
@@ -432,8 +430,23 @@ class Pki:
         """The CA that signs new leaves: the current generation's intermediate, or its root."""
         generation = self.generation
         if self._signing_ca is None or self._signing_ca[0] != generation:
-            self._signing_ca = (generation, self.load_ca(generation))
+            try:
+                ca = self.load_ca(generation)
+            except GrpcpkiError:
+                # Read outside the lock while `init-ca --force` swapped the directory: the
+                # certificate may come from one PKI and the key from the other. Read the new one.
+                if self._lock.held or not self.inventory.replaced():
+                    raise
+                self._reopen()
+                return self.signing_ca()
+            self._signing_ca = (generation, ca)
         return self._signing_ca[1]
+
+    def _reopen(self) -> None:
+        """Follow a PKI directory that `init-ca --force` replaced: its inventory, its CA."""
+        self.inventory.close()
+        self.inventory = Inventory(self.path / INVENTORY, self.path)
+        self._signing_ca = None
 
     def ca_records(self) -> list[Record]:
         return self.inventory.query(kinds=("root", "intermediate", "cross"), statuses=None)
@@ -726,7 +739,7 @@ def _recover_unlocked(path: Path) -> None:
     if not pending_journals(path):
         return
     lock = StoreLock(path)
-    with contextlib.suppress(GrpcpkiError):
+    with contextlib.suppress(GrpcpkiError, OSError):
         if lock.acquire(blocking=False):
             try:
                 inventory = Inventory(path / INVENTORY, path) if (path / INVENTORY).is_file() else None
