@@ -240,6 +240,7 @@ class StoreTransaction:
             crash_point(f"stage {op.final.name}")
             if op.temp.parent not in directories:
                 _ensure_parent(op.final)
+                _sweep(op.temp.parent)
             if op.kind == "write":
                 assert op.data is not None
                 _write_new(op.temp, op.data, op.mode, sync=small)
@@ -464,6 +465,17 @@ def _write_new(path: Path, data: bytes, mode: int, *, sync: bool) -> None:
         raise GrpcpkiError(f"cannot write {path}: {exc.strerror}", "check permissions and free space") from None
     finally:
         os.close(fd)
+
+
+def _sweep(directory: Path) -> None:
+    """Delete leftovers of writes that can no longer finish: ``.NAME.*.tmp`` and ``.NAME.bak``
+    files (grpcpki before the journal wrote them and never cleaned up after a kill). The lock is
+    held and every journal was replayed, so nothing live has such a name."""
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name.startswith(".") and entry.name.endswith((TEMP_SUFFIX, ".bak")) and entry.is_file():
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
 
 
 def _link_or_copy(source: Path, target: Path, *, sync: bool) -> None:

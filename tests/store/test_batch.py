@@ -66,3 +66,14 @@ def test_renew_all_is_one_transaction_and_archives_each_old_certificate(tmp_path
         # A hard link to the old file: the archived key kept its 0600 from the first instant.
         assert (archived.parent / "key.pem").stat().st_mode & 0o777 == 0o600
     assert assert_store_consistent(pki.path)["active"] == 20
+
+
+def test_leftovers_of_older_grpcpki_writes_are_swept_where_a_change_lands(tmp_path: Path) -> None:
+    pki = Pki.init(tmp_path / "pki")
+    pki.issue(Role.SERVER, "api")
+    leftovers = [pki.leaf_dir("api") / ".key.pem.k2j4h1.tmp", pki.leaf_dir("api") / ".cert.pem.bak"]
+    for path in leftovers:
+        path.write_bytes(b"left by a killed grpcpki 0.1")
+    renew(pki, ["api"], force=True)
+    assert not any(p.exists() for p in leftovers)
+    assert_store_consistent(pki.path)
