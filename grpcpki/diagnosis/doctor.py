@@ -33,7 +33,7 @@ from grpcpki.diagnosis.chain import (
     revocation_findings,
     verifier_reason,
 )
-from grpcpki.diagnosis.facts import cn, describe, is_ca, matches_host, normalise_host, same_public_key, signed_by
+from grpcpki.diagnosis.facts import describe, is_ca, matches_host, normalise_host, same_public_key, signed_by
 from grpcpki.diagnosis.findings import (
     EXPLAINS_REJECTION,
     FINDINGS,
@@ -45,7 +45,7 @@ from grpcpki.diagnosis.findings import (
     dedupe,
     has_errors,
 )
-from grpcpki.diagnosis.fixes import Owner, reissue, renew
+from grpcpki.diagnosis.fixes import Owner, name_for, reissue, renew
 from grpcpki.diagnosis.spiffe import spiffe_findings
 from grpcpki.diagnosis.material import (
     load_certs,
@@ -111,7 +111,7 @@ def check_key_file(
     if private is not None and cert is not None:
         certs, _ = load_certs(cert, "chain", source_label(cert, "the certificate chain"))
         if certs:
-            findings += _key_match_findings(certs, private, subject, Owner(name or cn(certs[0]) or "NAME"))
+            findings += _key_match_findings(certs, private, subject, Owner(name or name_for(certs[0])))
     return findings
 
 
@@ -156,7 +156,7 @@ def check_trust_bundle(
         if chain:
             leaf = next((c for c in chain if not is_ca(c)), chain[0])
             pool = Pool(chain=chain, trusted=anchors, known=parse_known(known_cas))
-            owner = Owner(cn(leaf) or "NAME", role_name(role))
+            owner = Owner(name_for(leaf), role_name(role))
             findings += chain_findings(pool, leaf, moment, expiry_window, peer_subject, owner, subject)
     return findings
 
@@ -203,7 +203,7 @@ def check_material(
         findings += key_findings + permission_findings(key, key_subject)
     if leaf is None:
         return findings
-    owner = Owner(name or cn(leaf) or "NAME", role_, managed=managed and name is not None)
+    owner = Owner(name or name_for(leaf), role_, managed=managed and name is not None)
     if private is not None:
         findings += _key_match_findings(chain, private, key_subject, owner)
         keyed = [c for c in chain if same_public_key(c, private)]

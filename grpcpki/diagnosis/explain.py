@@ -16,12 +16,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from grpcpki.diagnosis.catalogue import by_kind, match, verify_reason
 from grpcpki.engine.address import split_target
 from grpcpki.engine.names import is_ip
 
-__all__ = ["Diagnosis", "explain", "spiffe_as_dns_note", "tail"]
+__all__ = ["Diagnosis", "Dialing", "FailedCall", "explain", "spiffe_as_dns_note", "tail"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,47 @@ class Diagnosis:
     certain: bool = True
     findings: tuple[str, ...] = ()
     evidence: tuple[str, ...] = ()
+
+
+class _Files(Protocol):
+    @property
+    def chain(self) -> Path | None: ...
+    @property
+    def key(self) -> Path | None: ...
+    @property
+    def ca(self) -> Path | None: ...
+
+
+class Dialing(Protocol):
+    """How the failed call dialed (the Greeter's ``Dialing`` is one)."""
+
+    @property
+    def target(self) -> str: ...
+    @property
+    def mode(self) -> str: ...
+    @property
+    def server_name(self) -> str | None: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def files(self) -> _Files: ...
+
+
+class FailedCall(Protocol):
+    """What came back (the Greeter's ``CallResult`` is one)."""
+
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def code(self) -> str: ...
+    @property
+    def details(self) -> str | None: ...
+    @property
+    def identity(self) -> str | None: ...
+    @property
+    def client_serial(self) -> str | None: ...
+    @property
+    def diagnosis(self) -> Diagnosis | None: ...
 
 
 _PREFIX = "failed to connect to all addresses; last error: "

@@ -25,11 +25,10 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from grpcpki.diagnosis import catalogue
-from grpcpki.diagnosis.explain import Diagnosis, explain, tail
+from grpcpki.diagnosis.explain import Diagnosis, Dialing, FailedCall, explain, tail
 from grpcpki.diagnosis.fixes import issue_command
 from grpcpki.engine.address import split_target
 from grpcpki.engine.names import is_ip
@@ -38,48 +37,7 @@ if TYPE_CHECKING:
     from grpcpki.diagnosis.findings import Finding
     from grpcpki.diagnosis.probe import ProbeResult
 
-__all__ = ["Dialing", "Evidence", "FailedCall", "combine", "diagnose_failure", "failure_key", "gather"]
-
-
-class _Files(Protocol):
-    @property
-    def chain(self) -> Path | None: ...
-    @property
-    def key(self) -> Path | None: ...
-    @property
-    def ca(self) -> Path | None: ...
-
-
-class Dialing(Protocol):
-    """How the failed call dialed (the Greeter's ``Dialing`` is one)."""
-
-    @property
-    def target(self) -> str: ...
-    @property
-    def mode(self) -> str: ...
-    @property
-    def server_name(self) -> str | None: ...
-    @property
-    def timeout(self) -> float: ...
-    @property
-    def files(self) -> _Files: ...
-
-
-class FailedCall(Protocol):
-    """What came back (the Greeter's ``CallResult`` is one)."""
-
-    @property
-    def ok(self) -> bool: ...
-    @property
-    def code(self) -> str: ...
-    @property
-    def details(self) -> str | None: ...
-    @property
-    def identity(self) -> str | None: ...
-    @property
-    def client_serial(self) -> str | None: ...
-    @property
-    def diagnosis(self) -> Diagnosis | None: ...
+__all__ = ["Evidence", "combine", "diagnose_failure", "failure_key", "gather"]
 
 
 # Readings that need no live look: the handshake worked (the server answered), or the call

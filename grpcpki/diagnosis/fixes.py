@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from grpcpki.diagnosis.facts import ext, parse_ip, san_list
 from grpcpki.diagnosis.findings import RoleName
 
-__all__ = ["Owner", "cert_role", "grpcpki", "issue_command", "reissue", "renew"]
+__all__ = ["Owner", "cert_role", "grpcpki", "issue_command", "name_for", "reissue", "renew"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,26 @@ class Owner:
     name: str
     role: RoleName | None = None
     managed: bool = False
+
+
+def name_for(cert: x509.Certificate) -> str:
+    """The grpcpki name to suggest for someone else's certificate: its CN when that is a valid
+    name, else its first DNS SAN, else the last segment of its SPIFFE ID (mkcert leaves have no
+    CN), else the placeholder NAME."""
+    from grpcpki.engine.errors import InvalidNameError
+    from grpcpki.engine.pki import validate_cert_name
+
+    sans = san_list(cert) or []
+    common = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    candidates = [str(common[0].value)] if common else []
+    candidates += [s[4:] for s in sans if s.startswith("DNS:") and "://" not in s]
+    candidates += [s.rstrip("/").rsplit("/", 1)[-1] for s in sans if s.startswith("URI:spiffe://")]
+    for candidate in candidates:
+        try:
+            return validate_cert_name(candidate)
+        except InvalidNameError:
+            continue
+    return "NAME"
 
 
 def grpcpki(*args: str) -> str:

@@ -99,3 +99,14 @@ def test_cfssl_without_spiffe_is_clean_but_for_the_ecdsa_warning(tmp_path: Path)
     code, findings, _ = doctor(tmp_path, "--cert", str(leaf.cert), "--key", str(leaf.key), "--ca", str(leaf.ca),
                                "--host", "127.0.0.1")
     assert code == 0 and [f["id"] for f in findings] == ["key-usage-ecdsa-encipherment"], findings
+
+
+def test_fixes_name_a_certificate_without_a_cn_by_its_other_names(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    from grpcpki.diagnosis.fixes import name_for
+
+    server, client = other_tools.mkcert(tmp_path)
+    # mkcert leaves have no CN: the suggested name comes from the DNS SAN, or the SPIFFE ID's last segment.
+    assert name_for(x509.load_pem_x509_certificate(server.cert.read_bytes())) == "localhost"
+    assert name_for(x509.load_pem_x509_certificate(client.cert.read_bytes())) == "web"
