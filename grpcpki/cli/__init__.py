@@ -35,6 +35,7 @@ LAZY_COMMANDS: dict[str, str] = {
     "export": "grpcpki.cli.export_cmd:export_cmd",
     "completion": "grpcpki.cli.completion_cmd:completion",
     "apply": "grpcpki.cli.apply_cmd:apply",
+    "sign": "grpcpki.cli.sign_cmd:sign",
 }
 
 # command name -> its short help, as `grpcpki --help` lists it. Kept here as data so that the
@@ -58,6 +59,7 @@ SHORT_HELP: dict[str, str] = {
     "export": "Export certificate NAME for Kubernetes, Java, or any tool that reads PEM or the environment.",
     "completion": "Print the completion script for SHELL: commands, options, and certificate names.",
     "apply": "Make the PKI match a manifest of services (default: ./grpcpki.toml).",
+    "sign": "Sign a certificate signing request as a server or client certificate.",
 }
 
 

@@ -184,7 +184,16 @@ def doctor(
 
     have_pki = Pki.exists(app.pki_path)
     store_problems: list[StoreProblem] = []
-    if name is not None:
+    if name is not None and app.pki().find(name).key_path is None:
+        # Signed from a CSR: its key is with the requester, so check the certificate alone.
+        pki = app.pki()
+        record = pki.find(name)
+        if host and record.kind != "server":
+            raise click.UsageError(f"--host is the name clients dial; {name} is a client certificate")
+        checked = [diagnosis.doctor_record(pki, record, host=host, known=diagnosis.known_cas(pki),
+                                           crl=crl or diagnosis.pki_crl(pki))]
+        scope = f"{record.kind} certificate {name}"
+    elif name is not None:
         pki = app.pki()
         material = pki.material(name)
         if host and material.role.value != "server":

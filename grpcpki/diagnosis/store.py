@@ -43,6 +43,7 @@ __all__ = [
     "Checked",
     "doctor_files",
     "doctor_material",
+    "doctor_record",
     "doctor_pki",
     "guess_role",
     "known_cas",
@@ -240,12 +241,25 @@ def _leaf_from_record(
     # (or a rotation gone wrong) no longer covers them.
     hosts = ([host] if host else server_hosts(record.sans)) if role == "server" else []
     chain = record.chain_path or pki.leaf_dir(record.name) / "chain.pem"
-    key = record.key_path or pki.leaf_dir(record.name) / "key.pem"
+    # A leaf signed from a CSR (grpcpki sign) has no key in the PKI: nothing to pair-check.
+    key = None if _signed_from_csr(record) else record.key_path or pki.leaf_dir(record.name) / "key.pem"
     findings = _check_leaf(
         chain, key, role=role, trust=pki.trust_bundle_path, hosts=hosts, passphrase=None,
         known=known, now=now, name=record.name, managed=True, crl=crl,
     )
-    return Checked(record.name, role, (str(chain), str(key)), findings, tuple(hosts))
+    return Checked(record.name, role, tuple(str(p) for p in (chain, key) if p is not None), findings, tuple(hosts))
+
+
+def _signed_from_csr(record: Record) -> bool:
+    return record.key_path is None and record.status == "active"
+
+
+def doctor_record(
+    pki: Pki, record: Record, *, host: str | None = None, known: Sequence[bytes] = (), now: dt.datetime | None = None,
+    crl: Source | None = None,
+) -> Checked:
+    """One inventory row, including one signed from a CSR (no key in the PKI to check)."""
+    return _leaf_from_record(pki, record, host=host, known=known, now=now, crl=crl)
 
 
 def _ca_validity(cert_pem: bytes, subject: str, *, now: dt.datetime) -> list[Finding]:

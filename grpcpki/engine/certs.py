@@ -29,6 +29,7 @@ from grpcpki.engine.errors import (
 from grpcpki.engine.keys import (
     KeyType,
     PrivateKey,
+    PublicKey,
     describe_key,
     generate_key,
     key_type_of,
@@ -440,6 +441,7 @@ class CA:
         days: int = profiles.DEFAULT_LEAF_DAYS,
         key_type: KeyType | None = None,
         key_pem: bytes | None = None,
+        public_key: PublicKey | None = None,
         also_client: bool = False,
         also_server: bool = False,
         name_as_san: bool = True,
@@ -449,7 +451,8 @@ class CA:
 
         A server ``name`` that is a hostname or IP becomes a SAN too; ``localhost`` also gets
         127.0.0.1 and ::1, because gRPC checks IP targets only against IP SANs (docs/failures.md#hostname-mismatch).
-        ``key_pem`` reuses an existing key (renewal with ``--keep-key``).
+        ``key_pem`` reuses an existing key (renewal with ``--keep-key``); ``public_key`` certifies
+        a key this CA never sees (a CSR's, engine/csr.py), and the Leaf then has an empty key_pem.
         """
         role = Role(role)
         final_sans = leaf_sans(name, sans, name_as_san=name_as_san)
@@ -459,22 +462,25 @@ class CA:
         start = _now(now) - profiles.BACKDATE
         requested_end = start + profiles.BACKDATE + timedelta(days=days)
         end = self._clamp_not_after(requested_end, what="certificate")
-        key = (
-            load_private_key(key_pem, source="existing key")
-            if key_pem is not None
-            else generate_key(key_type or KeyType.ECDSA_P256)
-        )
+        key: PrivateKey | None = None
+        if public_key is None:
+            key = (
+                load_private_key(key_pem, source="existing key")
+                if key_pem is not None
+                else generate_key(key_type or KeyType.ECDSA_P256)
+            )
+        subject_key = public_key if public_key is not None else key.public_key()  # type: ignore[union-attr]
         profile = profiles.LEAF_PROFILES[role]
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(name, None))
             .issuer_name(self._cert.subject)
-            .public_key(key.public_key())
+            .public_key(subject_key)
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(profile, key), critical=True)  # RFC 5280 4.2.1.3: SHOULD be critical
+            .add_extension(_key_usage(profile, subject_key), critical=True)  # RFC 5280 4.2.1.3: SHOULD be critical
             .add_extension(
                 x509.ExtendedKeyUsage(
                     profiles.leaf_eku_oids(
@@ -484,7 +490,7 @@ class CA:
                 critical=False,  # critical EKU breaks some Java and Windows verifiers
             )
             .add_extension(x509.SubjectAlternativeName([_general_name(s) for s in final_sans]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
             .add_extension(authority_key_identifier(self._cert), critical=False)
         )
         cert = builder.sign(self._key, signature_hash(self._key))  # type: ignore[arg-type]
@@ -494,7 +500,7 @@ class CA:
             name=name,
             cert_pem=cert_pem,
             chain_pem=cert_pem + self.intermediates_pem,
-            key_pem=private_key_pem(key),
+            key_pem=private_key_pem(key) if key is not None else b"",
             info=info_from_certificate(cert),
         )
 
@@ -599,12 +605,12 @@ def _general_name(san: San) -> x509.GeneralName:
     return x509.UniformResourceIdentifier(san.value)
 
 
-def _key_usage(profile: profiles.Profile, key: PrivateKey) -> x509.KeyUsage:
+def _key_usage(profile: profiles.Profile, key: PrivateKey | PublicKey) -> x509.KeyUsage:
     """The keyUsage extension a profile (engine/profiles.py) calls for, for this key."""
     return x509.KeyUsage(
         digital_signature=profile.digital_signature,
         content_commitment=False,
-        key_encipherment=profile.key_encipherment_for_rsa and isinstance(key, rsa.RSAPrivateKey),
+        key_encipherment=profile.key_encipherment_for_rsa and isinstance(key, (rsa.RSAPrivateKey, rsa.RSAPublicKey)),
         data_encipherment=False,
         key_agreement=False,
         key_cert_sign=profile.key_cert_sign,

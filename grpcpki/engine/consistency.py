@@ -133,8 +133,11 @@ def _active_leaves(pki: Pki, records: list[Record], *, thorough: bool) -> list[S
     problems: list[StoreProblem] = []
     for record in records:
         renew = f"`grpcpki renew {record.name} --force` issues it again from the CA (nothing in use is lost)"
+        # A leaf signed from a CSR (engine/csr.py) has no key in the PKI: two files, not three.
+        keyless = record.cert_path is not None and record.chain_path is not None and record.key_path is None
         files = [p for p in (record.cert_path, record.chain_path, record.key_path) if p is not None]
-        missing = [p for p in files if not p.is_file()] + ([] if len(files) == 3 else [pki.leaf_dir(record.name)])
+        expected = 2 if keyless else 3
+        missing = [p for p in files if not p.is_file()] + ([] if len(files) == expected else [pki.leaf_dir(record.name)])
         if missing:
             problems.append(
                 StoreProblem(
@@ -143,7 +146,7 @@ def _active_leaves(pki: Pki, records: list[Record], *, thorough: bool) -> list[S
                 )
             )
             continue
-        assert record.cert_path and record.chain_path and record.key_path
+        assert record.cert_path and record.chain_path
         for path in (record.cert_path, record.chain_path):
             if pem_fingerprint(_read(path)) != record.fingerprint:
                 problems.append(
@@ -155,7 +158,7 @@ def _active_leaves(pki: Pki, records: list[Record], *, thorough: bool) -> list[S
                 )
                 break
         else:
-            if thorough:
+            if thorough and record.key_path is not None:
                 try:
                     check_key_pair(_read(record.cert_path), _read(record.key_path))
                 except GrpcpkiError:

@@ -135,6 +135,15 @@ def export(
     if secret_name is not None:
         validate_secret_name(secret_name)
     validate_env_prefix(env_prefix)
+    if fmt is ExportFormat.TRUSTSTORE:
+        # The CA bundle alone: no key needed, so a certificate signed from a CSR has this one too.
+        assert password is not None
+        record = pki.find(name)
+        return Export(
+            name=record.name, kind=record.kind, format=fmt,
+            data=_java_truststore(read_file(pki.trust_bundle_path, "trust bundle"), password),
+            contains_private_key=False, binary=True, serial=record.serial, not_after=record.not_after,
+        )
     material = _material(pki, name, needs_key=_NEEDS_KEY[fmt], fmt=fmt)
     chain_pem = read_file(material.chain_path, "certificate chain")
     trust_pem = read_file(material.trust_path, "trust bundle")
@@ -148,9 +157,6 @@ def export(
     elif fmt is ExportFormat.PKCS12:
         assert password is not None
         data = _pkcs12_keystore(material, chain_pem, key_pem, password)
-    elif fmt is ExportFormat.TRUSTSTORE:
-        assert password is not None
-        data = _java_truststore(trust_pem, password)
     elif fmt is ExportFormat.PEM:
         data = _ensure_newline(chain_pem) + _ensure_newline(key_pem) + (_ensure_newline(trust_pem) if include_ca else b"")
     else:

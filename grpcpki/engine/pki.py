@@ -553,6 +553,8 @@ class Pki:
         assert tx is not None, "call inside Pki.transaction()"
         directory = self.leaf_dir(leaf.name)
         cert_path, chain_path, key_path = directory / "cert.pem", directory / "chain.pem", directory / "key.pem"
+        # A leaf signed from a CSR (engine/csr.py) has no key here: its key stays with the requester.
+        keyless = not leaf.key_pem
         inventory = self.inventory
         with tx.item():
             current = self.inventory.active_leaf(leaf.name)
@@ -577,14 +579,17 @@ class Pki:
                     not_before=leaf.info.not_before, not_after=leaf.info.not_after,
                     fingerprint=leaf.info.fingerprint_sha256, key_type=leaf.info.key_type,
                     eku=leaf.info.extended_key_usage, ca_generation=self.generation,
-                    cert_path=cert_path, chain_path=chain_path, key_path=key_path,
+                    cert_path=cert_path, chain_path=chain_path, key_path=None if keyless else key_path,
                 )
             )
             if replaces is not None:
                 inventory.set_status(replaces.id, "superseded", superseded_by=record.id)
             # Key before certificate: a hot-reloading server that sees the new cert has the new key
             # (the journal replays renames in this order too).
-            tx.write(key_path, leaf.key_pem, PRIVATE_FILE_MODE)
+            if not keyless:
+                tx.write(key_path, leaf.key_pem, PRIVATE_FILE_MODE)
+            elif key_path.is_file():
+                tx.remove(key_path)  # the old certificate's key (archived above) must not sit beside the new one
             tx.write(cert_path, leaf.cert_pem, PUBLIC_FILE_MODE)
             tx.write(chain_path, leaf.chain_pem + cross_pem, PUBLIC_FILE_MODE)
         return record
@@ -633,7 +638,13 @@ class Pki:
 
     def material(self, name: str) -> Material:
         record = self.find(name)
-        assert record.cert_path and record.chain_path and record.key_path
+        if record.key_path is None:
+            raise NotFoundError(
+                f"{record.kind} certificate {name!r} was signed from a CSR: its private key is with whoever "
+                "made the CSR, not in this PKI",
+                "use that key with the certificate files (serve/greet --cert --key --ca)",
+            )
+        assert record.cert_path and record.chain_path
         for path in (record.chain_path, record.key_path):
             if not path.exists():
                 raise NotFoundError(

@@ -117,16 +117,40 @@ def plan_renewals(
     force: bool = False,
     now: datetime | None = None,
 ) -> list[RenewDecision]:
-    """Which active leaves (all, or those named) to renew. Unknown names raise NotFoundError."""
+    """Which active leaves (all, or those named) to renew. Unknown names raise NotFoundError.
+
+    A certificate signed from a CSR is never renewed here (grpcpki has no key to certify again
+    and must not make one behind its owner's back): named, it is an error saying what to do;
+    with --all it is skipped with that reason.
+    """
     records = [pki.find(name) for name in dict.fromkeys(names)] if names else pki.records()
+    if names:
+        for record in records:
+            if needs_new_csr(record):
+                raise RotationError(f"{record.name!r} {CSR_RENEWAL_REASON}", csr_renewal_hint(record))
     generation = pki.generation
     decisions = []
     for record in records:
         due, reason = renewal_due(record, current_generation=generation, within=within, now=now)
+        if needs_new_csr(record):
+            decisions.append(RenewDecision(record, False, f"{CSR_RENEWAL_REASON} ({csr_renewal_hint(record)}); {reason}"))
+            continue
         if force and not due:
             due, reason = True, "forced"
         decisions.append(RenewDecision(record, due, reason))
     return decisions
+
+
+CSR_RENEWAL_REASON = "was signed from a CSR, so renewing it needs a new CSR from whoever holds its key"
+
+
+def needs_new_csr(record: Record) -> bool:
+    """A leaf signed from a CSR: the inventory has no key for it."""
+    return record.is_leaf and record.key_path is None
+
+
+def csr_renewal_hint(record: Record) -> str:
+    return f"`grpcpki sign NEW.csr --kind {record.kind} --name {record.name} --replace`"
 
 
 def renew_leaf(
@@ -137,6 +161,8 @@ def renew_leaf(
     The old files go to archive/NAME/SERIAL/ and the old row becomes ``superseded`` in the same
     step as the new files land (Pki.store_leaf).
     """
+    if needs_new_csr(record):
+        raise RotationError(f"{record.name!r} {CSR_RENEWAL_REASON}", csr_renewal_hint(record))
     role = Role(record.kind)
     key_pem = None
     if not rekey:
@@ -889,6 +915,7 @@ def _ca_dict(info: CertInfo) -> dict[str, object]:
 
 
 __all__ = [
+    "needs_new_csr",
     "AbortResult",
     "abort_rotation",
     "BeginResult",
