@@ -554,6 +554,10 @@ def open_inventory(pki_dir: Path | str) -> Inventory:
     """
     root = Path(pki_dir)
     db_path = root / "inventory.db"
+    if not root.exists():
+        from grpcpki.engine.journal import finish_two_rename_swap
+
+        finish_two_rename_swap(root)
     inventory = Inventory(db_path, root) if db_path.is_file() else None
     if inventory is not None:
         _recover_if_pending(root, inventory)

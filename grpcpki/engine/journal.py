@@ -445,6 +445,17 @@ def recover_replace(root: Path, inventory: Inventory | None, body: dict[str, obj
     return "rolled back interrupted init-ca --force (the existing CA is unchanged)"
 
 
+def finish_two_rename_swap(path: Path) -> None:
+    """Where RENAME_EXCHANGE is missing, init-ca --force renames old -> backup, then new -> PKI:
+    a crash between the two leaves no PKI under its name, but a complete new one under its
+    staging name (its inventory commits before the renames). Put it in place."""
+    with contextlib.suppress(OSError):
+        for candidate in sorted(path.parent.glob(f".{path.name}.new-*")):
+            if (candidate / "inventory.db").is_file() and (candidate / "ca.crt").is_file():
+                os.replace(candidate, path)
+                return
+
+
 # -- small file helpers --------------------------------------------------------------------------------
 def _write_new(path: Path, data: bytes, mode: int, *, sync: bool) -> None:
     try:

@@ -51,6 +51,7 @@ from grpcpki.engine.journal import (
     StoreTransaction,
     crash_point,
     exchange,
+    finish_two_rename_swap,
     fsync_dir,
     new_txn_id,
     pending_journals,
@@ -746,7 +747,7 @@ def _read_or_empty(path: Path) -> bytes:
 def _recover_unlocked(path: Path) -> None:
     """Apply the recovery rule to a directory that is not (yet) a PKI, if nobody holds its lock."""
     if not path.exists():
-        _finish_two_rename_swap(path)
+        finish_two_rename_swap(path)
     if not pending_journals(path):
         return
     lock = StoreLock(path)
@@ -761,16 +762,6 @@ def _recover_unlocked(path: Path) -> None:
                         inventory.close()
             finally:
                 lock.release()
-
-
-def _finish_two_rename_swap(path: Path) -> None:
-    """Where RENAME_EXCHANGE is missing, init-ca --force renames old -> backup, then new -> PKI:
-    a crash between the two leaves no PKI, but a complete new one under its staging name."""
-    with contextlib.suppress(OSError):
-        for candidate in sorted(path.parent.glob(f".{path.name}.new-*")):
-            if Pki.exists(candidate):
-                os.replace(candidate, path)
-                return
 
 
 _CaFiles = list[tuple[str, bytes, int]]

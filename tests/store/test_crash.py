@@ -9,6 +9,7 @@ every crash point the command passes through is exercised, whatever their number
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from collections import Counter
@@ -154,3 +155,28 @@ def test_a_first_init_ca_killed_anywhere_leaves_nothing_half_made(tmp_path: Path
             assert_store_consistent(pki)
     assert points >= 8
     print(f"init-ca: {points} crash points")
+
+
+def test_a_swap_by_two_renames_interrupted_between_them_is_finished(tmp_path: Path) -> None:
+    """Where RENAME_EXCHANGE is missing, init-ca --force renames old -> backup, then new -> PKI.
+    Killed between the two, no PKI exists under its name; the next command puts the new one there."""
+    (tmp_path / "w").mkdir()
+    pki = _build(tmp_path / "w", ("init-ca",), ("issue", "server", "a"))
+    old_root = _root_fingerprint(pki)
+    for point in range(1, 60):
+        result = grpcpki(pki, "init-ca", "--force", "--name", "New CA", crash_at=point)
+        assert result.code == SIGKILLED, "never reached the swap"
+        if result.stderr.strip().endswith("before swap"):
+            break
+        assert grpcpki(pki, "list").code == 0  # rolled back: the old PKI, as before
+    # The new PKI is complete under its staging name; do the fallback's first rename, then "crash".
+    journal = json.loads(next((pki / ".journal").glob("*.json")).read_text())
+    backup = pki.with_name(journal["backup"])
+    pki.rename(backup)
+    listing = grpcpki(pki, "list")
+    assert listing.code == 0, listing.output
+    assert "New CA" in listing.stdout
+    assert_store_consistent(pki)
+    assert_store_consistent(backup)
+    assert _root_fingerprint(backup) == old_root
+    assert not list(pki.parent.glob(".pki.new-*"))
