@@ -6,6 +6,7 @@ other tools works (every stack accepts it).
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import tempfile
@@ -15,6 +16,15 @@ from pathlib import Path
 import grpc
 import pytest
 from support import OPENSSL
+
+
+def need_openssl() -> str:
+    """The openssl CLI; outside CI a test without it skips and says why, in CI it fails."""
+    if OPENSSL is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("the openssl CLI is required in CI (apt-get install openssl)")
+        pytest.skip("openssl CLI not installed")
+    return OPENSSL
 
 
 def grpcio_call(
@@ -63,15 +73,14 @@ def grpcio_call(
 def openssl_serves(cert: bytes, key: bytes) -> str:
     """Whether `openssl s_server` (OpenSSL 3, the system's default security level) takes this
     certificate and key: "OK", or its refusal."""
-    if OPENSSL is None:
-        pytest.skip("openssl CLI not installed")
+    openssl = need_openssl()
     with tempfile.TemporaryDirectory() as tmp, socket.socket() as probe:
         Path(tmp, "c.pem").write_bytes(cert)
         Path(tmp, "k.pem").write_bytes(key)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
         probe.close()
-        argv = [OPENSSL, "s_server", "-accept", f"127.0.0.1:{port}", "-cert", "c.pem", "-key", "k.pem", "-naccept", "1"]
+        argv = [openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-cert", "c.pem", "-key", "k.pem", "-naccept", "1"]
         try:
             proc = subprocess.run(argv, cwd=tmp, capture_output=True, text=True, timeout=2, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
@@ -80,12 +89,11 @@ def openssl_serves(cert: bytes, key: bytes) -> str:
 
 
 def openssl_verify(ca: bytes, cert: bytes, *, crl: bytes | None = None) -> str:
-    if OPENSSL is None:
-        pytest.skip("openssl CLI not installed")
+    openssl = need_openssl()
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp, "ca.pem").write_bytes(ca)
         Path(tmp, "c.pem").write_bytes(cert)
-        argv = [OPENSSL, "verify", "-CAfile", "ca.pem"]
+        argv = [openssl, "verify", "-CAfile", "ca.pem"]
         if crl is not None:
             Path(tmp, "crl.pem").write_bytes(crl)
             argv += ["-crl_check", "-CRLfile", "crl.pem"]

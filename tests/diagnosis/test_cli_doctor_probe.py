@@ -154,3 +154,31 @@ def test_probe_closed_port(cli: Callable[..., Result]) -> None:
     result = cli("probe", f"127.0.0.1:{port}", "--json")
     assert result.code == 1
     assert json.loads(result.stdout)["findings"][0]["id"] == "connection-refused"
+
+
+def test_doctor_reports_a_revoked_certificate_from_the_pki_crl_or_crl(pki: Callable[..., Result], tmp_path: Path) -> None:
+    # Someone still deploys a copy of web's certificate after `grpcpki revoke web`.
+    copy = tmp_path / "web-copy.pem"
+    copy.write_bytes((tmp_path / "pki" / "certs" / "web" / "chain.pem").read_bytes())
+    before = pki("doctor", "--cert", str(copy), "--json")
+    assert before.code == 0 and "revoked" not in ids(before), before.output
+    assert pki("revoke", "web").code == 0
+    # The PKI's own crl.pem is read by default.
+    after = pki("doctor", "--cert", str(copy), "--json")
+    assert after.code == 1 and ids(after)["revoked"] == "error", after.output
+    [finding] = [f for item in json.loads(after.stdout)["checked"] for f in item["findings"] if f["id"] == "revoked"]
+    assert "is revoked" in finding["message"] and "crl.pem" in finding["message"]
+    # A revoked certificate's name is free again: the fix issues a new one, nothing is replaced.
+    assert "`grpcpki issue " in finding["fix"] and " web --spiffe-id spiffe://example.org/web`" in finding["fix"], finding
+    assert "--replace" not in finding["fix"]
+    # --crl FILE: the same CRL given explicitly (and DER works as well as PEM).
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    der = tmp_path / "web.crl"
+    crl = x509.load_pem_x509_crl((tmp_path / "pki" / "crl.pem").read_bytes())
+    der.write_bytes(crl.public_bytes(serialization.Encoding.DER))
+    explicit = pki("doctor", "--cert", str(copy), "--ca", str(tmp_path / "pki" / "ca.crt"), "--crl", str(der), "--json")
+    assert explicit.code == 1 and ids(explicit)["revoked"] == "error", explicit.output
+    missing = pki("doctor", "--cert", str(copy), "--crl", str(tmp_path / "nope.crl"))
+    assert missing.code == 2 and "--crl" in missing.stderr and "Traceback" not in missing.output
