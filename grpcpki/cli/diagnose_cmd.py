@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ from rich.text import Text
 from grpcpki.cli import console
 from grpcpki.cli.completion_cmd import complete_names
 from grpcpki.cli.context import PASSPHRASE_ENV, App, pass_app, pki_options
-from grpcpki.cli.params import HOST_PORT
+from grpcpki.cli.params import HOST_PORT, CheckedPath, DurationType
 from grpcpki.engine.errors import GrpcpkiError
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from grpcpki.engine.certs import CertInfo
     from grpcpki.engine.consistency import StoreProblem
 
-_FILE = click.Path(dir_okay=False, path_type=Path)
+_FILE = CheckedPath(dir_okay=False, path_type=Path)
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "blue"}
 _KIND_WORDS = {
     "server": "server certificate",
@@ -314,10 +314,10 @@ def _render_checked(items: Sequence[Checked]) -> None:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    default=5.0,
+    type=DurationType(timedelta(milliseconds=1), timedelta(hours=1), as_seconds=True),
+    default="5s",
     show_default=True,
-    metavar="SECONDS",
+    metavar="DURATION",
     help="Per connection attempt.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (stable finding ids) for scripts.")
@@ -395,10 +395,12 @@ def probe(
 
 
 def _read_ca(path: Path) -> bytes:
+    from grpcpki.engine.storage import read_file
+
     try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise GrpcpkiError(f"cannot read --ca {path}: {exc.strerror}", "check the path of the trust bundle") from None
+        return read_file(path, "--ca")
+    except GrpcpkiError as exc:
+        raise GrpcpkiError(exc.message, "check the path of the trust bundle") from None
 
 
 def _yes_no(value: bool | None, yes: str, no: str, unknown: str = "could not tell") -> str:

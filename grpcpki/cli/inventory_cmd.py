@@ -17,7 +17,7 @@ import click
 
 from grpcpki.cli.completion_cmd import complete_names
 from grpcpki.cli.context import App, pass_app, pki_options
-from grpcpki.cli.params import DURATION
+from grpcpki.cli.params import DURATION, CheckedPath
 
 if TYPE_CHECKING:
     from grpcpki.engine.inventory import Listed
@@ -189,7 +189,9 @@ def _duration_words(delta: timedelta) -> str:
 
 
 @click.command("inspect")
-@click.argument("target", metavar="NAME|FILE", shell_complete=complete_names(files=True))
+@click.argument(
+    "target", metavar="NAME|FILE", type=CheckedPath(path_type=str), shell_complete=complete_names(files=True)
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @pki_options
 @pass_app
@@ -212,7 +214,7 @@ def inspect_cmd(app: App, target: str, as_json: bool) -> None:
 
     if Pki.exists(app.pki_path):
         inspection = app.pki().inspect(target)
-    elif Path(target).is_file():
+    elif Path(target).exists() and not Path(target).is_dir():
         # A file can be read without a PKI; there is just nothing to verify it against.
         inspection = inspect_file(Path(target))
     else:

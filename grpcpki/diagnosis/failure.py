@@ -82,6 +82,8 @@ def gather(
     from grpcpki.diagnosis import doctor
     from grpcpki.diagnosis.findings import Severity
     from grpcpki.diagnosis.probe import probe as run_probe
+    from grpcpki.engine.errors import GrpcpkiError
+    from grpcpki.engine.storage import read_file
 
     files = config.files
     mutual = config.mode == "mtls" and files.chain is not None and files.key is not None
@@ -100,8 +102,8 @@ def gather(
         ca_pem = None
         if config.mode != "plaintext" and files.ca is not None:
             try:
-                ca_pem = files.ca.read_bytes()
-            except OSError:
+                ca_pem = read_file(files.ca, "trust bundle")
+            except GrpcpkiError:
                 ca_pem = None
         result = run_probe(
             host,
@@ -167,10 +169,11 @@ def _revoked(first: Diagnosis, config: Dialing) -> Diagnosis:
     certificate itself (its CN is the PKI name; its SANs the flags to give again)."""
     from grpcpki.engine import cert_info
     from grpcpki.engine.errors import GrpcpkiError
+    from grpcpki.engine.storage import read_file
 
     chain = config.files.chain
     try:
-        leaf = cert_info(chain.read_bytes()) if chain is not None else None
+        leaf = cert_info(read_file(chain, "certificate")) if chain is not None else None
     except (OSError, GrpcpkiError):
         leaf = None
     if leaf is None or not leaf.common_name:

@@ -10,7 +10,6 @@ checks can still run, and reported as ``not-pem`` with the conversion command.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import stat
 from collections.abc import Sequence
@@ -20,13 +19,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from grpcpki.diagnosis.findings import Finding, PemKind, Severity, Source
-from grpcpki.engine.errors import PassphraseError, PemError
+from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PassphraseError, PemError
 from grpcpki.engine.keys import is_encrypted_pem, load_private_key
+from grpcpki.engine.pem import split_pem
+from grpcpki.engine.storage import read_file
 
 __all__ = ["load_certs", "load_crl", "load_key", "parse_known", "pem_blocks", "permission_findings", "read", "source_label"]
 
 _ERROR, _WARNING = Severity.ERROR, Severity.WARNING
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.S)
 _KEY_LABELS = frozenset(
     {b"PRIVATE KEY", b"RSA PRIVATE KEY", b"EC PRIVATE KEY", b"DSA PRIVATE KEY", b"ENCRYPTED PRIVATE KEY"}
 )
@@ -50,25 +50,18 @@ def read(source: Source, subject: str) -> tuple[bytes | None, list[Finding]]:
         return source, []
     path = Path(source)
     try:
-        return path.read_bytes(), []
-    except FileNotFoundError:
-        return None, [Finding("file-missing", _ERROR, f"{path} does not exist.", None, subject)]
-    except IsADirectoryError:
-        return None, [Finding("file-unreadable", _ERROR, f"{path} is a directory, not a file.", None, subject)]
-    except OSError as exc:
-        return None, [
-            Finding(
-                "file-unreadable",
-                _ERROR,
-                f"{path} cannot be read: {exc.strerror}.",
-                f"ls -l {shlex.quote(str(path))}",
-                subject,
-            )
-        ]
+        # Regular files only, size-capped (engine/storage.py): /dev/zero or a FIFO is a finding, not a hang.
+        return read_file(path, "file"), []
+    except NotFoundError as exc:
+        code = "file-unreadable" if path.is_dir() else "file-missing"
+        return None, [Finding(code, _ERROR, exc.message + ".", None, subject)]
+    except GrpcpkiError as exc:
+        return None, [Finding("file-unreadable", _ERROR, exc.message + ".", f"ls -l {shlex.quote(str(path))}", subject)]
 
 
 def pem_blocks(data: bytes) -> list[tuple[bytes, bytes]]:
-    return [(m.group(1), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
+    # Linear in the input (engine/pem.py); a backreferencing regex was quadratic on hostile files.
+    return [(block.label.encode(), block.text) for block in split_pem(data)]
 
 
 def not_pem(data: bytes, subject: str, what: str) -> Finding:

@@ -48,8 +48,9 @@ from grpcpki.diagnosis.chain import verifier_reason
 from grpcpki.diagnosis.findings import FINDINGS, Finding, Severity, has_errors
 from grpcpki.diagnosis.handshake import Attempt, MaterialError, plaintext_h2, tls_attempt
 from grpcpki.diagnosis.wire import name_text
-from grpcpki.engine.errors import ProbeError
+from grpcpki.engine.errors import GrpcpkiError, ProbeError
 from grpcpki.engine.names import is_ip
+from grpcpki.engine.storage import read_file
 
 if TYPE_CHECKING:
     from grpcpki.engine.certs import CertInfo
@@ -360,9 +361,8 @@ def _issuer_not_listed(certfile: str, acceptable: list[bytes]) -> tuple[str, str
     from cryptography import x509
 
     try:
-        with open(certfile, "rb") as handle:
-            chain = x509.load_pem_x509_certificates(handle.read())
-    except (OSError, ValueError):
+        chain = x509.load_pem_x509_certificates(read_file(certfile, "certificate"))
+    except (GrpcpkiError, ValueError):
         return None
     ours = [c.issuer for c in chain] + [c.subject for c in chain[1:]]
     if any(name.public_bytes() in acceptable for name in ours):

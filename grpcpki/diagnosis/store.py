@@ -33,6 +33,8 @@ from grpcpki.diagnosis.findings import Finding, Severity, Source
 
 from grpcpki.diagnosis.facts import is_ca as _is_ca
 from grpcpki.diagnosis.fixes import issue_command
+from grpcpki.engine.errors import GrpcpkiError
+from grpcpki.engine.storage import read_file
 
 if TYPE_CHECKING:
     from grpcpki.engine.errors import NotFoundError
@@ -102,8 +104,8 @@ def known_cas(pki: Pki) -> list[bytes]:
     for pattern in ("g*/intermediate.crt", "g*/cross.crt"):
         for path in sorted((pki.path / "ca").glob(pattern)):
             try:
-                out.append(path.read_bytes())
-            except OSError:
+                out.append(read_file(path, "CA certificate"))
+            except GrpcpkiError:
                 continue
     return out
 
@@ -335,7 +337,7 @@ def _doctor_cas(pki: Pki, *, passphrase: bytes | None, now: dt.datetime) -> list
         cert = record.cert_path
         findings = doctor.check_pem_file(cert, "certificate")
         if not doctor.has_errors(findings):
-            findings += _ca_validity(cert.read_bytes(), str(cert), now=now)
+            findings += _ca_validity(read_file(cert, "CA certificate"), str(cert), now=now)
         if record.key_path is not None:
             findings += _ca_key_findings(record.key_path, cert, passphrase)
         paths = tuple(str(p) for p in (cert, record.key_path) if p is not None)

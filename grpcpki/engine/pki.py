@@ -678,7 +678,8 @@ class Pki:
         """Inspect an inventory name or a file (certificate or private key)."""
         path = Path(target)
         record = None
-        if not path.is_file():
+        # Anything on disk but a folder is read as a file (read_file refuses FIFOs and devices by name).
+        if not path.exists() or path.is_dir():
             if os.sep in target or target.endswith((".pem", ".crt", ".key")):
                 raise NotFoundError(f"file {target} does not exist", "check the path")
             record = self.find(target)

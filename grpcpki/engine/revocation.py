@@ -10,7 +10,6 @@ serial against :func:`revoked_serials` per call instead; it is cheap to call rep
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from grpcpki.engine.certs import CA, authority_key_identifier, cert_info, load_c
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PemError
 from grpcpki.engine.inventory import Record
 from grpcpki.engine.pki import CRL, Pki
+from grpcpki.engine.pem import split_pem
 from grpcpki.engine.storage import PUBLIC_FILE_MODE, file_stamp, read_file
 
 # RFC 5280 5.3.1 reason codes grpcpki offers (the ones that make sense for a leaf).
@@ -40,7 +40,6 @@ REASONS: dict[str, x509.ReasonFlags] = {
 # window is left, and by every `revoke` and `ca rotate` step.
 CRL_VALIDITY = timedelta(days=30)
 CRL_NUMBER_META = "crl_number"
-_PEM_CRL_RE = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
 _LEAF_KINDS = ("server", "client")
 
 
@@ -266,7 +265,7 @@ def _sign_crl(
 
 
 def _load_crls(data: bytes, *, source: str) -> list[x509.CertificateRevocationList]:
-    blocks = _PEM_CRL_RE.findall(data)
+    blocks = [block.text for block in split_pem(data) if block.label == "X509 CRL"]  # linear: engine/pem.py
     if not blocks and data.strip():
         raise PemError(f"{source} holds no PEM CRL", "rewrite it with `grpcpki revoke` or delete it")
     try:
@@ -302,8 +301,8 @@ def revoked_serials(pki_path: Path | str) -> frozenset[int]:
     if cached is not None and cached[0] == key:
         return cached[1]
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        data = read_file(path, "CRL")
+    except NotFoundError:
         return frozenset()
     serials = frozenset(entry.serial_number for crl in _load_crls(data, source=str(path)) for entry in crl)
     with _cache_lock:

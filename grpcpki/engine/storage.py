@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -89,15 +90,94 @@ def file_stamp(path: Path) -> FileStamp | None:
     return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def read_file(path: Path, what: str = "file") -> bytes:
+# Largest file grpcpki reads as input (certificates, chains, keys, trust bundles, CRLs, CSRs).
+# Mozilla's whole root store is ~220 KB of PEM and a CRL listing 100,000 serials ~5 MB of PEM;
+# 8 MiB fits both with room to spare, while `--cert /dev/zero` or a multi-GB file is refused
+# before it is read instead of exhausting memory.
+MAX_INPUT_BYTES = 8 * 1024 * 1024
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind_of(mode: int) -> str:
+    return next((words for test, words in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def read_file(path: Path | str, what: str = "file", *, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, or one GrpcpkiError saying why not.
+
+    FIFOs, devices and sockets are refused: reading /dev/zero never ends and opening a FIFO
+    blocks until a writer appears. The file is opened with O_NONBLOCK (so even a FIFO swapped
+    in after the stat cannot block the open) and checked again with fstat on the open
+    descriptor, which is the file actually read.
+    """
+    path = Path(path)
+    shown = _shown(path)
     try:
-        return path.read_bytes()
+        before = os.stat(path)
+        if not stat.S_ISREG(before.st_mode):
+            _refuse_kind(before.st_mode, what, shown)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except GrpcpkiError:
+        raise
     except FileNotFoundError:
-        raise NotFoundError(f"{what} {path} does not exist", "check the path") from None
-    except IsADirectoryError:
-        raise NotFoundError(f"{what} {path} is a directory, not a file", "point at the file inside it") from None
+        raise NotFoundError(f"{what} {shown} does not exist", "check the path") from None
     except PermissionError:
-        raise GrpcpkiError(f"permission denied reading {what} {path}", "run as the owner of the PKI directory") from None
+        raise GrpcpkiError(f"permission denied reading {what} {shown}", "run as the owner of the file") from None
+    except OSError as exc:
+        # ENAMETOOLONG, ELOOP, ENOTDIR, EIO...: the OS's words are the clearest ones.
+        raise GrpcpkiError(f"cannot read {what} {shown}: {exc.strerror}", "check the path") from None
+    except ValueError:  # an embedded NUL byte
+        raise GrpcpkiError(f"cannot read {what} {shown}: the path contains a NUL byte", "check the path") from None
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            _refuse_kind(opened.st_mode, what, shown)
+        if opened.st_size > limit:
+            raise _too_large(what, shown, limit)
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            # Read one byte past the limit: a file that grew after the fstat is caught too.
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise _too_large(what, shown, limit)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise GrpcpkiError(f"cannot read {what} {shown}: {exc.strerror}", "check the file") from None
+    finally:
+        os.close(fd)
+
+
+def _refuse_kind(mode: int, what: str, shown: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise NotFoundError(f"{what} {shown} is a directory, not a file", "point at the file inside it")
+    raise GrpcpkiError(
+        f"{what} {shown} is {_kind_of(mode)}, not a regular file",
+        "point at a PEM file; to read from a pipe, save it to a file first",
+    )
+
+
+def _too_large(what: str, shown: str, limit: int) -> GrpcpkiError:
+    return GrpcpkiError(
+        f"{what} {shown} is larger than {limit // (1024 * 1024)} MiB, far more than any certificate, key or bundle",
+        "point at the right file",
+    )
+
+
+def _shown(path: Path) -> str:
+    """The path as printed in a message: long hostile arguments are cut so the message stays one line."""
+    text = str(path)
+    return text if len(text) <= 200 else text[:100] + "..." + text[-40:]
 
 
 class FileTransaction:

@@ -6,16 +6,14 @@ Both ends read files rather than in-memory objects so that a running server (and
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from grpcpki.engine import CertInfo, cert_info, check_key_pair
 from grpcpki.engine.errors import GrpcpkiError
-from grpcpki.engine.storage import FileStamp, file_stamp
+from grpcpki.engine.pem import certificate_blocks
+from grpcpki.engine.storage import FileStamp, file_stamp, read_file
 from grpcpki.greeter.errors import GreeterError
-
-_PEM_CERT_RE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\s*", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -60,19 +58,16 @@ def stamp(files: TlsFiles) -> Stamp:
 
 
 def split_pem_certificates(pem: bytes) -> list[bytes]:
-    """Each ``CERTIFICATE`` block of a PEM bundle, in order."""
-    return [m.group(0).strip() + b"\n" for m in _PEM_CERT_RE.finditer(pem)]
+    """Each ``CERTIFICATE`` block of a PEM bundle, in order (linear time: engine/pem.py)."""
+    return certificate_blocks(pem)
 
 
 def _read(path: Path, what: str, flag: str) -> bytes:
+    # One reader for every input file: regular files only, size-capped (engine/storage.py).
     try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise GreeterError(f"{what} file {path} does not exist", f"check {flag}") from None
-    except IsADirectoryError:
-        raise GreeterError(f"{what} path {path} is a directory, not a file", f"check {flag}") from None
-    except OSError as exc:
-        raise GreeterError(f"cannot read {what} file {path}: {exc.strerror}", f"check {flag}") from None
+        return read_file(path, f"{what} file")
+    except GrpcpkiError as exc:
+        raise GreeterError(exc.message, f"check {flag}") from None
 
 
 def load(files: TlsFiles, *, side: str = "server") -> TlsMaterial:
