@@ -6,6 +6,7 @@ import click
 
 from grpcpki.cli import console
 from grpcpki.cli.context import App, pass_app, pki_options
+from grpcpki.cli.params import DaysType
 from grpcpki.engine.keys import KeyType
 from grpcpki.engine.names import NameConstraints
 from grpcpki.engine.profiles import DEFAULT_CA_DAYS
@@ -20,7 +21,7 @@ KEY_TYPES = [k.value for k in KeyType]
     "--key-type", type=click.Choice(KEY_TYPES), default=KeyType.ECDSA_P256.value, show_default=True,
     help="Key algorithm of the CA (and its intermediate).",
 )
-@click.option("--days", type=click.IntRange(1, 36500), default=DEFAULT_CA_DAYS, show_default=True, help="Validity of the root CA.")
+@click.option("--days", type=DaysType(1, 36500), default=DEFAULT_CA_DAYS, show_default=True, help="Validity of the root CA.")
 @click.option("--path-len", type=click.IntRange(0, 10), default=None, help="basicConstraints pathLenConstraint.")
 @click.option("--permit-dns", multiple=True, metavar="DOMAIN", help="Only sign DNS names under DOMAIN (e.g. .svc.cluster.local). Repeatable.")
 @click.option("--permit-uri", multiple=True, metavar="URI", help="Only sign URIs/SPIFFE IDs with this host (e.g. spiffe://example.org). Repeatable.")
@@ -76,6 +77,19 @@ def init_ca(
         )
     if key_uri is not None and key_type == KeyType.ED25519.value:
         raise click.BadParameter("a CA key on a PKCS#11 token is ECDSA or RSA", param_hint="'--key-type'")
+    from grpcpki.engine.errors import InvalidNameError
+    from grpcpki.engine.names import validate_ca_name, validate_common_name
+
+    # Usage errors naming the flag, before any passphrase prompt.
+    try:
+        validate_ca_name(name)
+    except InvalidNameError as exc:
+        raise click.BadParameter(f"{exc.message} ({exc.hint})", param_hint="--name") from None
+    if org is not None:
+        try:
+            validate_common_name(org, "organization")
+        except InvalidNameError as exc:
+            raise click.BadParameter(f"{exc.message} ({exc.hint})", param_hint="--org") from None
     constraints = NameConstraints.parse(dns=permit_dns, uri=permit_uri, ip=permit_ip)
     passphrase = app.passphrase(confirm=True, purpose="New CA key passphrase") if encrypt else None
     token_login = app.token_login()

@@ -38,7 +38,7 @@ from grpcpki.engine.keys import (
     public_key_bytes,
     signature_hash,
 )
-from grpcpki.engine.names import NameConstraints, San, dedupe, looks_like_host, parse_san
+from grpcpki.engine.names import NameConstraints, San, dedupe, looks_like_host, parse_san, validate_common_name
 from grpcpki.engine.profiles import Role
 from grpcpki.engine.storage import read_file
 
@@ -590,6 +590,10 @@ def _check_svid(sans: Sequence[San]) -> None:
 
 
 def _name(common_name: str, org: str | None) -> x509.Name:
+    # cryptography raises a bare ValueError past 64 characters: say which field, and the limit.
+    validate_common_name(common_name, "common name")
+    if org is not None:
+        validate_common_name(org, "organization (--org)")
     attributes = []
     if org:
         attributes.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))

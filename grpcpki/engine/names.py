@@ -96,6 +96,8 @@ def validate_dns_name(name: str, *, allow_wildcard: bool = True) -> str:
                 f"DNS name {original!r} has an invalid label {label!r}",
                 "labels use letters, digits and inner hyphens only (no '_', spaces or a leading/trailing '-')",
             )
+        if label.startswith("xn--"):
+            _check_a_label(label, original)
         encoded.append(label)
     if encoded[-1].isdigit():
         # An all-numeric last label makes it look like a (malformed) IPv4 address to resolvers.
@@ -109,10 +111,29 @@ def validate_dns_name(name: str, *, allow_wildcard: bool = True) -> str:
     return result
 
 
+def _check_a_label(label: str, original: str) -> None:
+    """An ``xn--`` label must be a real A-label: Punycode that decodes to a valid U-label and
+    encodes back to itself (RFC 5890 2.3.2.1, RFC 5891 5.4). ``xn--zz`` is neither, and peers
+    that check IDNA (browsers, Go's idna package) would refuse the name."""
+    try:
+        unicode_label = idna.decode(label)
+        valid = idna.encode(unicode_label).decode("ascii") == label
+    except (idna.IDNAError, UnicodeError, ValueError):
+        valid = False
+    if not valid:
+        raise InvalidNameError(
+            f"DNS name {original!r} has the label {label!r}, which is not a valid IDNA A-label",
+            "write the internationalised name itself, such as bücher.example, and grpcpki encodes it",
+        )
+
+
 def validate_ip(text: str) -> str:
     """Return the canonical text of an IPv4/IPv6 address (brackets allowed) or raise."""
     stripped = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:
+        # An IP SAN is 4 or 16 octets (RFC 5280 4.2.1.6): an IPv6 zone ("fe80::1%eth0") has no place in it.
+        if "%" in stripped:
+            raise ValueError(stripped)
         return str(ipaddress.ip_address(stripped))
     except ValueError:
         raise InvalidNameError(
@@ -174,21 +195,145 @@ def validate_spiffe_id(text: str) -> str:
     return text
 
 
+# RFC 3986 section 2: the characters a URI may hold outside percent-encodings.
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_SUB_DELIMS = frozenset("!$&'()*+,;=")
+_PCHAR = _UNRESERVED | _SUB_DELIMS | frozenset(":@")  # section 3.3
+_PATH_CHARS = _PCHAR | frozenset("/")
+_QUERY_CHARS = _PCHAR | frozenset("/?")  # sections 3.4 and 3.5 (fragment: the same set)
+_USERINFO_CHARS = _UNRESERVED | _SUB_DELIMS | frozenset(":")  # section 3.2.1
+_HEX = frozenset("0123456789abcdefABCDEF")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*\Z")  # section 3.1
+# RFC 5280 sets no upper bound for a URI SAN; SPIFFE's 2048 bytes is the one bound gRPC peers
+# know, and a longer name is a mistake (or an attack on whoever prints it).
+_MAX_URI_LENGTH = 2048
+
+
+def _check_uri_part(text: str, part: str, allowed: frozenset[str], original: str) -> None:
+    """Every character of ``part`` is allowed there, and every '%' starts a %XX escape (RFC 3986 2.1)."""
+    index = 0
+    while index < len(part):
+        char = part[index]
+        if char == "%":
+            if len(part) < index + 3 or part[index + 1] not in _HEX or part[index + 2] not in _HEX:
+                raise InvalidNameError(
+                    f"URI {original!r} has a '%' that does not start a %XX escape in its {text}",
+                    "write a literal '%' as %25 per RFC 3986 section 2.1",
+                )
+            index += 3
+            continue
+        if char not in allowed:
+            raise InvalidNameError(
+                f"URI {original!r} has the character {char!r} in its {text}, which RFC 3986 does not allow there",
+                f"percent-encode it as %{ord(char):02X}",
+            )
+        index += 1
+
+
+def _check_uri_host(host: str, original: str) -> None:
+    """RFC 5280 4.2.1.6: a URI with an authority names "a fully qualified domain name or IP address"."""
+    if host.startswith("["):
+        if not host.endswith("]"):
+            raise InvalidNameError(f"URI {original!r} has an unclosed '[' in its host", "write IPv6 hosts as [2001:db8::1]")
+        try:
+            # No zone ("%25eth0", RFC 6874) and no IPvFuture: a certificate names an address.
+            if "%" in host:
+                raise ValueError(host)
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise InvalidNameError(
+                f"URI {original!r} has an invalid IPv6 host {host!r}", "write IPv6 hosts as [2001:db8::1]"
+            ) from None
+        return
+    if "[" in host or "]" in host:
+        raise InvalidNameError(f"URI {original!r} has a stray '[' or ']' in its host", "brackets enclose IPv6 hosts only")
+    if not host:
+        raise InvalidNameError(f"URI {original!r} has no host", "write scheme://host/path")
+    try:
+        ipaddress.IPv4Address(host)
+        return
+    except ValueError:
+        pass
+    try:
+        validate_dns_name(host, allow_wildcard=False)
+    except InvalidNameError as exc:
+        raise InvalidNameError(f"URI {original!r} has an invalid host: {exc.message}", exc.hint) from None
+
+
 def validate_uri(text: str) -> str:
-    """Validate a URI SAN: ASCII (IA5String, RFC 5280 4.2.1.6), with a scheme; SPIFFE IDs strictly."""
-    if not text.isascii() or any(ch.isspace() for ch in text):
+    """Validate a URI SAN per RFC 3986 and RFC 5280 4.2.1.6; SPIFFE IDs by their own rules.
+
+    RFC 5280 allows ASCII only (IA5String) and an absolute URI; a URI with an authority must
+    name its host. grpcpki always asks for ``scheme://host...``: gRPC peers read URI SANs as
+    SPIFFE IDs or as https-like identities, both of which have a host.
+    """
+    if len(text) > _MAX_URI_LENGTH:
+        raise InvalidNameError(f"URI is longer than {_MAX_URI_LENGTH} characters: {text[:40]!r}...")
+    if not text.isascii() or any(ch.isspace() or not ch.isprintable() for ch in text):
         raise InvalidNameError(
-            f"URI {text!r} has spaces or non-ASCII characters", "percent-encode them (RFC 3986)"
+            f"URI {text!r} has spaces, control or non-ASCII characters", "percent-encode them, RFC 3986 section 2.1"
         )
     if text.lower().startswith("spiffe:"):
         return validate_spiffe_id(text)
-    parts = urlsplit(text)
-    if not parts.scheme or not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*$", parts.scheme):
+    scheme, colon, rest = text.partition(":")
+    if not colon or not _SCHEME.match(scheme):
         raise InvalidNameError(f"URI {text!r} has no scheme", "a URI SAN looks like https://example.org/x")
-    # RFC 5280 4.2.1.6: a URI SAN must not be a relative reference and must name a host.
-    if not parts.netloc:
+    if not rest.startswith("//"):
         raise InvalidNameError(f"URI {text!r} has no host", "write scheme://host/path")
+    # RFC 3986 section 3: authority runs to the first '/', '?' or '#'.
+    rest, hash_mark, fragment = rest[2:].partition("#")
+    rest, question, query = rest.partition("?")
+    authority, slash, path = rest.partition("/")
+    if hash_mark:
+        _check_uri_part("fragment", fragment, _QUERY_CHARS, text)
+    if question:
+        _check_uri_part("query", query, _QUERY_CHARS, text)
+    _check_uri_part("path", slash + path, _PATH_CHARS, text)
+    userinfo, at, host_port = authority.rpartition("@")
+    if at:
+        _check_uri_part("userinfo", userinfo, _USERINFO_CHARS, text)
+    # host [ ":" port ], where an IPv6 host is bracketed (RFC 3986 3.2.2) and holds ':' itself.
+    close = host_port.find("]") + 1 if host_port.startswith("[") else 0
+    host, port_colon, port = host_port[close:].partition(":")
+    host = host_port[:close] + host
+    if close and host_port[close:] and not port_colon:
+        raise InvalidNameError(f"URI {text!r} has text after its IPv6 host", "write [2001:db8::1]:8443")
+    _check_uri_host(host, text)
+    if port_colon and (not port.isdigit() or not port.isascii() or int(port) > 65535):
+        raise InvalidNameError(f"URI {text!r} has an invalid port {port!r}", "a port is a number from 0 to 65535")
     return text
+
+
+# RFC 5280 appendix A: ub-common-name and ub-organization-name are both 64 characters.
+MAX_COMMON_NAME = 64
+# What grpcpki appends to a CA's name: " Issuing CA" for the intermediate (init-ca
+# --intermediate) and " G<n>" for each CA generation (ca rotate), with room up to G999.
+CA_NAME_SUFFIX_ROOM = len(" Issuing CA") + len(" G999")
+
+
+def validate_common_name(text: str, what: str = "name", *, max_length: int = MAX_COMMON_NAME) -> str:
+    """Check a subject attribute (CN, O): 1 to ``max_length`` printable characters, no
+    surrounding spaces. Returns it unchanged; InvalidNameError with the limit otherwise."""
+    if not text.strip():
+        raise InvalidNameError(f"the {what} is empty", f"give a {what} of 1 to {max_length} characters")
+    if len(text) > max_length:
+        raise InvalidNameError(
+            f"the {what} is {len(text)} characters long; the limit is {max_length}",
+            "RFC 5280 caps subject names at 64 characters; grpcpki keeps room for the suffixes it adds"
+            if max_length < MAX_COMMON_NAME
+            else "RFC 5280 caps subject names at 64 characters",
+        )
+    if not text.isprintable():
+        raise InvalidNameError(f"the {what} {text!r} has control characters", "use printable characters only")
+    if text != text.strip():
+        raise InvalidNameError(f"the {what} {text!r} starts or ends with a space", f"use {text.strip()!r}")
+    return text
+
+
+def validate_ca_name(name: str) -> str:
+    """A CA name leaves room for " Issuing CA" and " G<n>", so every CA grpcpki derives from it fits
+    in a Common Name."""
+    return validate_common_name(name, "CA name", max_length=MAX_COMMON_NAME - CA_NAME_SUFFIX_ROOM)
 
 
 def parse_san(text: str) -> San:
@@ -257,7 +402,10 @@ class NameConstraints:
             dns_entries.append(validate_dns_name(entry.removeprefix("."), allow_wildcard=False))
         uri_entries = []
         for entry in uri:
-            host = urlsplit(entry).hostname if "://" in entry else entry
+            try:
+                host = urlsplit(entry).hostname if "://" in entry else entry
+            except ValueError:  # urlsplit refuses an unclosed '[' ("Invalid IPv6 URL")
+                host = None
             if not host:
                 raise InvalidNameError(f"cannot read a host from URI constraint {entry!r}", "e.g. spiffe://example.org")
             leading_dot = host.startswith(".")
@@ -290,7 +438,10 @@ class NameConstraints:
                         "use an address in one of them, or a CA without this constraint",
                     )
             elif san.kind == "uri" and self.uri_hosts:
-                host = urlsplit(san.value).hostname or ""
+                try:
+                    host = urlsplit(san.value).hostname or ""
+                except ValueError:  # a URI read from someone's certificate may be malformed
+                    host = ""
                 if not any(_uri_host_within(host, c) for c in self.uri_hosts):
                     raise NameConstraintError(
                         f"{san} is outside the CA's permitted URI hosts ({', '.join(self.uri_hosts)})",
