@@ -17,6 +17,7 @@ import click
 
 from grpcpki import __version__
 from grpcpki.cli.context import App, lock_timeout_option
+from grpcpki.cli.params import CheckedPath
 
 # command name -> "module:attribute", imported on first use.
 LAZY_COMMANDS: dict[str, str] = {
@@ -120,7 +121,7 @@ class LazyGroup(click.Group):
 @click.option(
     "--pki",
     "pki_dir",
-    type=click.Path(file_okay=False, path_type=str),
+    type=CheckedPath(file_okay=False, path_type=str),
     envvar="GRPCPKI_HOME",
     default="pki",
     show_default=True,
@@ -129,7 +130,7 @@ class LazyGroup(click.Group):
 )
 @click.option(
     "--passphrase-file",
-    type=click.Path(dir_okay=False, path_type=str),
+    type=CheckedPath(dir_okay=False, path_type=str),
     default=None,
     help="File holding the CA key passphrase (else $GRPCPKI_PASSPHRASE, else a prompt).",
 )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from grpcpki.cli.params import CheckedPath
 from grpcpki.engine.errors import PassphraseError
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def pki_options(func: Any) -> Any:
     )(func)
     func = click.option(
         "--passphrase-file",
-        type=click.Path(dir_okay=False),
+        type=CheckedPath(dir_okay=False),
         expose_value=False,
         is_eager=True,
         callback=_set_passphrase_file,
@@ -175,7 +176,7 @@ def pki_options(func: Any) -> Any:
     )(func)
     func = click.option(
         "--pki",
-        type=click.Path(file_okay=False),
+        type=CheckedPath(file_okay=False),
         expose_value=False,
         is_eager=True,
         callback=_set_pki,

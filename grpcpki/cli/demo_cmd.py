@@ -24,6 +24,7 @@ from rich.table import Table
 
 from grpcpki.cli import console
 from grpcpki.cli.context import App, pass_app
+from grpcpki.cli.params import CheckedPath
 from grpcpki.engine.errors import GrpcpkiError
 
 CLIENT_SPIFFE_ID = "spiffe://example.org/ns/demo/sa/greeter-client"
@@ -55,7 +56,7 @@ def _workspace(pki_dir: str | None, keep: bool) -> Iterator[Path]:
 
 
 @click.command("demo")
-@click.option("--pki", "pki_dir", type=click.Path(file_okay=False), default=None,
+@click.option("--pki", "pki_dir", type=CheckedPath(file_okay=False), default=None,
               help="Build the demo PKI here instead of a temporary directory (must not hold a CA yet).")
 @click.option("--keep", is_flag=True, help="Keep the temporary directory and print its path.")
 @click.option("--rotate", is_flag=True,

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ from grpcpki.cli import console
 from grpcpki.cli.console import err, info, out, render_error, success, warning
 from grpcpki.cli.completion_cmd import complete_names
 from grpcpki.cli.context import App, pass_app, pki_options
-from grpcpki.cli.params import HOST_PORT, LISTEN_ADDRESS
+from grpcpki.cli.params import HOST_PORT, LISTEN_ADDRESS, CheckedPath, DurationType
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from grpcpki.greeter.files import TlsFiles, TlsMaterial
     from grpcpki.greeter.server import CallRecord, GreeterServer, ReloadRecord
 
-_FILE = click.Path(dir_okay=False, path_type=Path)
+_FILE = CheckedPath(dir_okay=False, path_type=Path)
 
 
 def _emit_json(data: dict[str, Any]) -> None:
@@ -143,17 +143,17 @@ def _clock() -> str:
 )
 @click.option(
     "--grace",
-    type=click.FloatRange(min=0),
-    default=5.0,
+    type=DurationType(maximum=timedelta(hours=1), as_seconds=True),
+    default="5s",
     show_default=True,
-    metavar="SECONDS",
+    metavar="DURATION",
     help="On SIGINT/SIGTERM, time in-flight calls get to finish.",
 )
 @click.option(
     "--delay",
-    type=click.FloatRange(min=0),
-    default=0.0,
-    metavar="SECONDS",
+    type=DurationType(maximum=timedelta(hours=1), as_seconds=True),
+    default="0s",
+    metavar="DURATION",
     help="Wait this long before each reply (to watch deadlines and graceful shutdown).",
 )
 @click.option(
@@ -397,10 +397,10 @@ def _handshake_log_rewriter(server: GreeterServer) -> StderrRewriter | None:
 )
 @click.option(
     "--interval",
-    type=click.FloatRange(min=0),
-    default=1.0,
+    type=DurationType(maximum=timedelta(days=1), as_seconds=True),
+    default="1s",
     show_default=True,
-    metavar="SECONDS",
+    metavar="DURATION",
     help="Pause between calls.",
 )
 @click.option(
@@ -409,7 +409,8 @@ def _handshake_log_rewriter(server: GreeterServer) -> StderrRewriter | None:
     help="Fresh connection per call, re-reading certificate, key and CA files (follows rotation).",
 )
 @click.option(
-    "--timeout", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True, metavar="SECONDS"
+    "--timeout", type=DurationType(timedelta(milliseconds=1), timedelta(hours=1), as_seconds=True), default="5s",
+    show_default=True, metavar="DURATION", help="Deadline of each call (e.g. 5s, 500ms)."
 )
 @click.option("--tls-only", is_flag=True, help="Verify the server but send no client certificate.")
 @click.option("--plaintext", is_flag=True, help="No TLS at all.")
@@ -447,7 +448,7 @@ def greet(
       grpcpki greet --name web
       grpcpki greet --name web --server 127.0.0.1:50051 --server-name localhost
       grpcpki greet --cert client.crt --key client.key --ca ca.crt --to Alice
-      grpcpki greet --name web --count 0 --interval 2 --new-connection   # watch a rotation
+      grpcpki greet --name web --count 0 --interval 2s --new-connection   # watch a rotation
       grpcpki greet --name web --tls-only        # what a client without a certificate sees
       grpcpki greet --name web --json | jq .status
     """

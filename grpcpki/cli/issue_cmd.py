@@ -9,6 +9,7 @@ import click
 
 from grpcpki.cli import console
 from grpcpki.cli.context import App, pass_app, pki_options
+from grpcpki.cli.params import DaysType
 from grpcpki.engine.keys import KeyType
 from grpcpki.engine.profiles import DEFAULT_LEAF_DAYS, Role
 
@@ -34,7 +35,7 @@ def _leaf_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--spiffe-id", multiple=True, metavar="ID",
             help="SPIFFE ID (a URI SAN checked against the SPIFFE spec). Repeatable.",
         ),
-        click.option("--days", type=click.IntRange(1, 3650), default=DEFAULT_LEAF_DAYS, show_default=True,
+        click.option("--days", type=DaysType(1, 3650), default=DEFAULT_LEAF_DAYS, show_default=True,
                      help="Validity in days (never past the CA's own expiry)."),
         click.option("--key-type", type=click.Choice([k.value for k in KeyType]),
                      default=KeyType.ECDSA_P256.value, show_default=True, help="Key algorithm."),

@@ -14,7 +14,7 @@ import click
 from grpcpki.cli import console
 from grpcpki.cli.completion_cmd import complete_names
 from grpcpki.cli.context import App, pass_app, pki_options
-from grpcpki.cli.params import DURATION
+from grpcpki.cli.params import DURATION, DaysType, DurationType
 from grpcpki.engine.errors import GrpcpkiError
 
 if TYPE_CHECKING:
@@ -40,13 +40,13 @@ _REASONS = ("unspecified", "keyCompromise", "superseded", "cessationOfOperation"
     "--rekey/--keep-key", default=True, show_default=True,
     help="Generate a new private key (default), or reissue for the existing one (for pinned keys).",
 )
-@click.option("--days", type=click.IntRange(1, 3650), default=None,
+@click.option("--days", type=DaysType(1, 3650), default=None,
               help="Validity of the new certificates in days [default: the same as the old ones].")
 @click.option("--dry-run", is_flag=True, help="Say what would be renewed; write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON (stdout).")
 @click.option(
-    "--watch", type=DURATION, default=None, metavar="INTERVAL",
-    help="Keep running as a sidecar: check again every INTERVAL (e.g. 1h; a bare number means days). "
+    "--watch", type=DurationType(timedelta(seconds=1), timedelta(days=30)), default=None, metavar="INTERVAL",
+    help="Keep running as a sidecar: check again every INTERVAL (a DURATION from 1s to 30d, e.g. 1h). "
     "Anything well under a third of the shortest lifetime works: 1h suits 90-day certificates.",
 )
 @click.option(
@@ -96,8 +96,6 @@ def renew(
         raise click.UsageError("give certificate NAMEs or --all, not both")
     if not names and not all_:
         raise click.UsageError("name the certificates to renew, or pass --all")
-    if watch is not None and watch < timedelta(seconds=1):
-        raise click.BadParameter("must be at least 1s", param_hint="--watch")
     if exec_command is not None and not exec_command.strip():
         raise click.BadParameter("is empty: give the command to run after each renewal", param_hint="--exec")
     if watch is None:

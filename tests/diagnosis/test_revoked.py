@@ -50,7 +50,7 @@ class Loop:
 
     def __init__(self, cwd: Path, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "grpcpki", "greet", "--count", "0", "--interval", "0.05", "--json", *args],
+            [sys.executable, "-m", "grpcpki", "greet", "--count", "0", "--interval", "50ms", "--json", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env(), cwd=cwd,
         )
         self.lines: list[dict[str, object]] = []

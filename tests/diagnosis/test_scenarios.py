@@ -316,7 +316,7 @@ def test_scenario(case: Scenario, world: World, servers: dict[str, Served]) -> N
     served = servers[case.server] if case.server else None
     port = served.port if served else free_port()
     target = f"{case.host}:{port}"
-    greet = ["greet", "--timeout", "5", *case.greet(world, target)]
+    greet = ["greet", "--timeout", "5s", *case.greet(world, target)]
     commands: list[list[str]] = [greet, [*greet, "--json"]]
     if case.doctor:
         commands += [case.doctor(world), [*case.doctor(world), "--json"]]
@@ -400,7 +400,7 @@ def test_greet_diagnoses_once_per_distinct_failure(world: World, servers: dict[s
     before = served.stderr().count("refused an expired client certificate")
     (run,) = run_many(
         ["greet", "--server", f"localhost:{served.port}", *world.client("client-expired"), "--count", "3",
-         "--interval", "0", "--new-connection", "--json"]
+         "--interval", "0s", "--new-connection", "--json"]
     )
     calls = run.json_lines()[:-1]
     assert [c["kind"] for c in calls] == ["client-cert-expired"] * 3

@@ -21,7 +21,7 @@ from greeter_support import Files, Served, cli_env, run_cli, served_serial
 
 def greet(server: Served | str, *args: str) -> subprocess.CompletedProcess[str]:
     target = server.address if isinstance(server, Served) else server
-    return run_cli("greet", "--server", target, "--interval", "0", "--timeout", "5", *args)
+    return run_cli("greet", "--server", target, "--interval", "0s", "--timeout", "5s", *args)
 
 
 def one_line(text: str) -> str:
@@ -231,7 +231,7 @@ def test_missing_file_is_one_line(files: Files) -> None:
 
 
 def test_sigterm_lets_in_flight_call_finish(serve: type[Served], files: Files) -> None:
-    server = serve(*files.server_args(), "--delay", "1.5", "--grace", "5")
+    server = serve(*files.server_args(), "--delay", "1500ms", "--grace", "5s")
     caller = subprocess.Popen(
         [sys.executable, "-m", "grpcpki", "greet", "--server", server.address, *files.client_args()],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(),

@@ -197,7 +197,7 @@ def grpcpki_serve(pki: Pki) -> Iterator[tuple[Background, int]]:
 
 def greet_json(pki: Pki, *args: str) -> tuple[int, dict[str, Any], str]:
     """`grpcpki greet --json ARGS`: (exit code, the first call's JSON line, all output)."""
-    result = pki.cli("greet", "--json", "--timeout", "5", *args)
+    result = pki.cli("greet", "--json", "--timeout", "5s", *args)
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     calls = [line for line in lines if not line.get("summary")]
     assert calls, result.output

@@ -112,9 +112,9 @@ def test_rotation_under_live_traffic(tmp_path: Path) -> None:
         port = int(json.loads(server.stdout.readline())["port"])
         target = f"localhost:{port}"
         fresh = Lines(_start("--pki", str(pki_dir), "greet", "--name", "web", "--server", target, "--count", "0",
-                             "--interval", "0.05", "--new-connection", "--json", cwd=tmp_path))
+                             "--interval", "50ms", "--new-connection", "--json", cwd=tmp_path))
         persistent = Lines(_start("--pki", str(pki_dir), "greet", "--name", "web", "--server", target, "--count", "0",
-                                  "--interval", "0.05", "--json", cwd=tmp_path))
+                                  "--interval", "50ms", "--json", cwd=tmp_path))
         loops = [fresh, persistent]
         time.sleep(0.5)
 
@@ -151,7 +151,7 @@ def test_rotation_under_live_traffic(tmp_path: Path) -> None:
         # After finish, a client still holding an old-CA certificate is turned away.
         rejected = run_grpcpki(
             "greet", "--cert", str(old_client / "chain.pem"), "--key", str(old_client / "key.pem"),
-            "--ca", str(pki_dir / "ca.crt"), "--server", target, "--count", "1", "--timeout", "3",
+            "--ca", str(pki_dir / "ca.crt"), "--server", target, "--count", "1", "--timeout", "3s",
         )
         assert rejected.code == 1, rejected.output
         accepted = run_grpcpki("--pki", str(pki_dir), "greet", "--name", "web", "--server", target, "--count", "1")
