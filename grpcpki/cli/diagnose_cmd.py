@@ -398,9 +398,9 @@ def _read_ca(path: Path) -> bytes:
     from grpcpki.engine.storage import read_file
 
     try:
-        return read_file(path, "--ca")
+        return read_file(path, "trust bundle")
     except GrpcpkiError as exc:
-        raise GrpcpkiError(exc.message, "check the path of the trust bundle") from None
+        raise GrpcpkiError(f"cannot read --ca: {exc.message}", "check the path of the trust bundle") from None
 
 
 def _yes_no(value: bool | None, yes: str, no: str, unknown: str = "could not tell") -> str:
