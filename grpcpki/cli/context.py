@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import timedelta
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from grpcpki.cli.params import CheckedPath
+from grpcpki.cli.params import CheckedPath, DurationType
 from grpcpki.engine.errors import PassphraseError
 
 if TYPE_CHECKING:
@@ -130,17 +131,17 @@ def _set_lock_timeout(ctx: click.Context, _param: click.Parameter, value: float 
 
 
 LOCK_TIMEOUT_HELP = (
-    "Seconds to wait while another grpcpki command changes the PKI, then give up [default: 120, or "
-    "$GRPCPKI_LOCK_TIMEOUT]; 0 fails at once. Reading commands never wait."
+    "How long to wait while another grpcpki command changes the PKI, then give up (a DURATION such as "
+    "2m or 30s) [default: 2m, or $GRPCPKI_LOCK_TIMEOUT]; 0s fails at once. Reading commands never wait."
 )
 
 
 def lock_timeout_option(*, expose: bool) -> Any:
     return click.option(
         "--lock-timeout",
-        type=click.FloatRange(0, 86400),
+        type=DurationType(maximum=timedelta(days=1), as_seconds=True),
         default=None,
-        metavar="SECONDS",
+        metavar="DURATION",
         expose_value=expose,
         is_eager=not expose,
         callback=None if expose else _set_lock_timeout,

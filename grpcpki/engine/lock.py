@@ -15,8 +15,10 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+from grpcpki.engine.durations import DurationError, parse_duration
 from grpcpki.engine.errors import GrpcpkiError, LockTimeoutError
 
 LOCK_FILE = ".lock"
@@ -55,16 +57,13 @@ def lock_timeout_from_env(default: float = DEFAULT_LOCK_TIMEOUT) -> float:
     text = os.environ.get(LOCK_TIMEOUT_ENV)
     if not text:
         return default
+    # The same DURATION spelling as --lock-timeout (docs/commands.md, "Durations").
     try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 86400:
+        return parse_duration(text, maximum=timedelta(days=1)).total_seconds()
+    except DurationError as exc:
         raise GrpcpkiError(
-            f"{LOCK_TIMEOUT_ENV}={text!r} is not a number of seconds between 0 and 86400",
-            f"set {LOCK_TIMEOUT_ENV} to e.g. 120, or unset it",
-        )
-    return value
+            f"{LOCK_TIMEOUT_ENV}={text[:40]!r}: {exc.message}", f"set {LOCK_TIMEOUT_ENV} to e.g. 2m or 30s, or unset it"
+        ) from None
 
 
 class StoreLock:
@@ -115,7 +114,7 @@ class StoreLock:
                     raise LockTimeoutError(
                         f"gave up after {self.timeout:g}s waiting for {holder.describe()}, which holds the lock on "
                         f"{self.directory}",
-                        f"let it finish and retry, or wait longer with --lock-timeout SECONDS (or {LOCK_TIMEOUT_ENV})",
+                        f"let it finish and retry, or wait longer with --lock-timeout DURATION (or {LOCK_TIMEOUT_ENV})",
                     ) from None
                 if not told and now - started >= _QUIET_WAIT and self.on_wait is not None:
                     told = True

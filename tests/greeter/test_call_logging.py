@@ -14,8 +14,8 @@ from support import cli_env
 
 def greet(server: Served, files: Files, *args: str, client: str = "client") -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "grpcpki", "greet", "--server", server.address, "--interval", "0",
-         "--timeout", "5", *files.client_args(client), *args],
+        [sys.executable, "-m", "grpcpki", "greet", "--server", server.address, "--interval", "0s",
+         "--timeout", "5s", *files.client_args(client), *args],
         env=cli_env(), capture_output=True, text=True, timeout=60,
     )
     assert "Traceback" not in result.stderr, result.stderr

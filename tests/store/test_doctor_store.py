@@ -79,7 +79,7 @@ def test_damage_is_reported_with_fixes_and_repaired(cli: Cli, pki_dir: Path) -> 
 def test_a_pending_journal_is_finished_by_repair(cli: Cli, pki_dir: Path) -> None:
     crashed = cli("issue", "server", "late", env={"GRPCPKI_TEST_CRASH_AT": "7"})  # just after the commit point
     assert crashed.code == -9 and "after commit" in crashed.stderr
-    pending = cli("doctor", "--store", "--json", "--lock-timeout", "0")
+    pending = cli("doctor", "--store", "--json", "--lock-timeout", "0s")
     # doctor opens the PKI as a reader: it may already have finished the change itself.
     assert set(_ids(pending)) <= {"store-journal-pending"}
     assert cli("doctor", "--store", "--repair").code == 0

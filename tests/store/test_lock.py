@@ -24,7 +24,7 @@ def test_a_waiting_writer_names_the_holder_and_gives_up_after_the_timeout(cli: C
     holder = hold_lock(pki_dir, 30)
     try:
         before = tree(pki_dir)
-        result = cli("issue", "server", "api", "--lock-timeout", "1")
+        result = cli("issue", "server", "api", "--lock-timeout", "1s")
         assert result.code == 1 and "Traceback" not in result.output
         lines = result.stderr.splitlines()
         assert lines[0] == (
@@ -35,7 +35,7 @@ def test_a_waiting_writer_names_the_holder_and_gives_up_after_the_timeout(cli: C
         assert len(lines) == 2
         assert tree(pki_dir) == before
         # The environment variable does the same; 0 means do not wait at all (and say nothing first).
-        quick = cli("revoke", "localhost", env={"GRPCPKI_LOCK_TIMEOUT": "0"})
+        quick = cli("revoke", "localhost", env={"GRPCPKI_LOCK_TIMEOUT": "0s"})
         assert_clean_error(quick, f"gave up after 0s waiting for PID {holder.pid}")
     finally:
         wait_gone(holder)
@@ -63,7 +63,7 @@ def test_readers_never_wait_for_a_writer(cli: Cli, pki_dir: Path) -> None:
             ("renew", "--all", "--dry-run"),
             ("doctor", "localhost"),
         ):
-            result = cli(*args, "--lock-timeout", "0")
+            result = cli(*args, "--lock-timeout", "0s")
             assert result.code == 0, (args, result.output)
             assert "waiting for" not in result.stderr, args
         assert holder.poll() is None  # all of them finished while the lock was held
