@@ -251,7 +251,7 @@ def _render(inspection: object) -> None:
     table.add_row("file", escape(inspection.source))
     if inspection.key is not None:
         table.add_row("kind", "private key (public facts only)")
-        table.add_row("key type", inspection.key.key_type)
+        table.add_row("key type", escape(inspection.key.key_type))
         table.add_row("encrypted", "yes" if inspection.key.encrypted else "no")
         if inspection.key.public_key_sha256:
             table.add_row("public key SHA-256", inspection.key.public_key_sha256)

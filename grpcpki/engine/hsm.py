@@ -345,6 +345,22 @@ def generate_keys(uris: Sequence[Pkcs11Uri], key_type: KeyType, login: TokenLogi
     return made
 
 
+def first_free(uri: Pkcs11Uri, login: TokenLogin | None = None) -> Pkcs11Uri:
+    """``uri``, or ``uri`` with -2, -3... appended to its object label: the first whose label (and
+    that label's ``-intermediate``) the token does not hold yet, so a suggested command works as
+    printed. Without the PIN at hand (it is never prompted for here), ``uri`` unchecked."""
+    try:
+        session = open_session(uri, replace(login or TokenLogin.from_env(), prompt=None))
+    except TokenError:
+        return uri
+    for number in range(1, 100):
+        candidate = uri if number == 1 else replace(uri, object=f"{uri.object}-{number}")
+        with _lock:
+            if not _objects(session, candidate.object) and not _objects(session, candidate.intermediate().object):
+                return candidate
+    return uri
+
+
 def _check_generatable(key_type: KeyType) -> None:
     if key_type is KeyType.ED25519:
         raise TokenError(
@@ -647,6 +663,7 @@ __all__ = [
     "TokenKey",
     "TokenLogin",
     "TokenRSAKey",
+    "first_free",
     "generate_keys",
     "is_key_uri_file",
     "load_key",

@@ -697,6 +697,13 @@ class Pki:
 def inspect_file(path: Path, *, trust_pem: bytes | None = None, now: datetime | None = None) -> Inspection:
     """Facts about a PEM file: a certificate (chain) or a private key (public facts only)."""
     data = read_file(path, "file")
+    if path.name.endswith(KEY_URI_SUFFIX):
+        # A CA key on a PKCS#11 token (engine/hsm.py): the file only names it.
+        from grpcpki.engine.hsm import Pkcs11Uri
+
+        uri = Pkcs11Uri.parse(data.decode(errors="replace").strip())
+        where = f"on the PKCS#11 token {uri.token!r}, not extractable: {uri}"
+        return Inspection(str(path), "private-key", key=KeyFacts(where, False, None))
     if b"PRIVATE KEY-----" in data and b"BEGIN CERTIFICATE" not in data:
         encrypted = is_encrypted_pem(data)
         if encrypted:

@@ -50,7 +50,7 @@ LEAF_KINDS = ("server", "client")
 # of the lifetime (30 days for the 90-day default) is left to retry a failed renewal.
 RENEW_AFTER_FRACTION = 2 / 3
 _GENERATION_SUFFIX = re.compile(r"\s+G\d+$")
-_GENERATION_LABEL = re.compile(r"-g\d+$")
+_GENERATION_LABEL = re.compile(r"-g\d+(-\d+)?$")
 _MAX_COMMON_NAME = 64  # RFC 5280 ub-common-name
 
 
@@ -490,7 +490,7 @@ def _check_begin_options(pki: Pki, *, intermediate_only: bool, cross_sign: bool,
     issuing_key = _issuing_key_path(pki, pki.generation)
     if key_uri is None and issuing_key.name.endswith(KEY_URI_SUFFIX):
         # A rotation must not quietly move the CA key off the token into a file.
-        from grpcpki.engine.hsm import Pkcs11Uri
+        from grpcpki.engine.hsm import Pkcs11Uri, first_free
 
         # --key-uri names the new root's key (the new intermediate's with --intermediate-only).
         named = pki.ca_key_file(pki.ca_dir(), "root")
@@ -498,7 +498,10 @@ def _check_begin_options(pki: Pki, *, intermediate_only: bool, cross_sign: bool,
             named = issuing_key
         current = Pkcs11Uri.parse(read_file(named, "CA key URI").decode().strip())
         label = _GENERATION_LABEL.sub("", current.object) + f"-g{pki.generation + 1}"
-        suggestion = Pkcs11Uri(token=current.token, object=label, serial=current.serial)
+        suggestion = first_free(
+            Pkcs11Uri(token=current.token, object=label, serial=current.serial, module_path=current.module_path),
+            pki.token_login,
+        )
         raise RotationError(
             f"the current CA key is on the PKCS#11 token {current.token!r}, so the new one must be too",
             f"pass --key-uri: grpcpki ca rotate begin{' --intermediate-only' if intermediate_only else ''}"

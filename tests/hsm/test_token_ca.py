@@ -8,6 +8,8 @@ anywhere in the PKI directory; the PIN is never printed.
 
 from __future__ import annotations
 
+import json
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from hsm_support import PIN, TOKEN, Server, SoftHsm, grpcpki, ok, openssl_verify, pem_private_keys, uri
-from support import assert_clean_error, cli_env, requires_openssl, tree
+from support import Result, assert_clean_error, cli_env, requires_openssl, tree
 
 pytestmark = requires_openssl
 
@@ -83,6 +85,10 @@ def test_ca_on_token_signs_leaves_and_crl_that_openssl_and_grpc_accept(
 
     doctor = grpcpki(pki, "doctor", env=env)
     assert doctor.code == 0, doctor.output
+    inspected = ok(grpcpki(pki, "inspect", str(pki / "ca/g1/root.key.uri"), "--json", env={}))
+    assert "on the PKCS#11 token 'grpcpki-test', not extractable: pkcs11:token=grpcpki-test;object=ca-root;id=" in (
+        json.loads(inspected.stdout)["key_type"]
+    )
 
 
 def test_rotation_moves_a_file_ca_onto_the_token_with_a_cross_certificate(tmp_path: Path, softhsm: SoftHsm) -> None:
@@ -118,12 +124,36 @@ def test_rotation_moves_a_file_ca_onto_the_token_with_a_cross_certificate(tmp_pa
 
     # From a token CA, a rotation without --key-uri would move the key into a file: refused,
     # with a command that works as printed.
-    refused = grpcpki(pki, "ca", "rotate", "begin", env=env)
-    assert_clean_error(refused, "PKCS#11 token", "--key-uri 'pkcs11:token=grpcpki-test;object=ca-g3'")
-    suggested = refused.stderr.split("pass --key-uri: ")[1].strip()
-    assert suggested.startswith("grpcpki ca rotate begin --key-uri")
-    ok(grpcpki(pki, "ca", "rotate", "begin", "--key-uri", suggested.split("'")[1], env=env))
-    assert (pki / "ca/g3/root.key.uri").is_file()
+    def suggested_command(result: Result) -> list[str]:
+        assert_clean_error(result, "the current CA key is on the PKCS#11 token 'grpcpki-test'")
+        command = shlex.split(result.stderr.split("pass --key-uri: ")[1])
+        assert command[:4] == ["grpcpki", "ca", "rotate", "begin"]
+        return command[1:]
+
+    command = suggested_command(grpcpki(pki, "ca", "rotate", "begin", "--cross-sign", env=env))
+    assert command == ["ca", "rotate", "begin", "--cross-sign", "--key-uri", uri("ca-g3")]
+    ok(grpcpki(pki, *command, env=env))
+    assert (pki / "ca/g3/root.key.uri").is_file() and (pki / "ca/g3/cross.crt").is_file()
+    # The cross certificate was signed on the token by the g2 root: a g3 leaf verifies against
+    # the g2 root alone through it.
+    ok(grpcpki(pki, "issue", "server", "g3.internal", env=env))
+    g2_only = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(pki / "ca/g2/root.crt"), "-untrusted",
+         str(pki / "certs/g3.internal/chain.pem"), str(pki / "certs/g3.internal/cert.pem")],
+        capture_output=True, text=True,
+    )
+    assert g2_only.returncode == 0, g2_only.stdout + g2_only.stderr
+
+    # After an abort, ca-g3 is still on the token (kept with the archived generation): the
+    # suggestion moves on to a free label, and still works as printed.
+    ok(grpcpki(pki, "ca", "rotate", "abort", "--reissue", env=env))
+    command = suggested_command(grpcpki(pki, "ca", "rotate", "begin", env=env))
+    assert command == ["ca", "rotate", "begin", "--key-uri", uri("ca-g3-2")]
+    ok(grpcpki(pki, *command, env=env))
+    assert "object=ca-g3-2;" in (pki / "ca/g3/root.key.uri").read_text()
+    # Only generation 1 (made before the move) ever had a key file.
+    token_cas = {_spki(p) for p in pki.rglob("*.crt") if "g1" not in p.parts}
+    assert len(token_cas) >= 3 and not token_cas & set(pem_private_keys(pki).values())
 
 
 def test_rsa_ca_key_on_the_token(tmp_path: Path, softhsm: SoftHsm) -> None:
