@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 
@@ -42,13 +43,26 @@ def test_a_database_per_test_on_a_real_server(postgres: PostgresServer, postgres
 
         thread = threading.Thread(target=second_writer)
         thread.start()
-        thread.join(0.5)
-        assert thread.is_alive()  # blocked on the row lock
+        # The server itself reports the second writer waiting for the first one's row lock.
+        with psycopg.connect(postgres.conninfo(postgres_db), autocommit=True) as observer:
+            deadline = time.monotonic() + 20
+            while True:
+                waiting = observer.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+                    (postgres_db,),
+                ).fetchone()
+                if waiting == (1,):
+                    break
+                assert time.monotonic() < deadline, "the second writer never waited for the row lock"
+                time.sleep(0.05)
+        assert thread.is_alive()
         first.execute("UPDATE certificates SET name = 'first'")
+        order.append("first")  # before the commit: the second writer cannot get past its UPDATE until then
         first.commit()
-        order.append("first")
         thread.join(10)
     assert order == ["first", "second"]
+    with psycopg.connect(postgres.conninfo(postgres_db)) as conn:
+        assert conn.execute("SELECT name FROM certificates").fetchall() == [("second",)]
 
 
 def test_each_test_gets_an_empty_database(postgres: PostgresServer, postgres_db: str) -> None:
