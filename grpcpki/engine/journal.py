@@ -176,6 +176,8 @@ class StoreTransaction:
         self._finals: dict[Path, _Op] = {}
         self._journal: Path | None = None
         self._savepoints = 0
+        # (op, index): op appended (index -1), or op removed from that index; item() replays it backwards.
+        self._undo: list[tuple[_Op, int]] = []
         self._prefix = str(root) + os.sep
 
     # -- collecting -------------------------------------------------------------------------------
@@ -203,8 +205,12 @@ class StoreTransaction:
             op.temp = op.final.with_name(f".{op.final.name}.{self.id}{TEMP_SUFFIX}")
         previous = self._finals.get(op.final)
         if previous is not None:
-            self._ops.remove(previous)  # the last word on a path wins, as a replay would have it
+            # The last word on a path wins, as a replay would have it.
+            index = self._ops.index(previous)
+            del self._ops[index]
+            self._undo.append((previous, index))
         self._ops.append(op)
+        self._undo.append((op, -1))
         self._finals[op.final] = op
 
     @contextlib.contextmanager
@@ -212,17 +218,22 @@ class StoreTransaction:
         """All-or-nothing for one item of a batch: rows and files are undone if the block raises."""
         self._savepoints += 1
         name = f"item{self._savepoints}"
-        mark = len(self._ops)
+        mark = len(self._undo)
         self.inventory.execute(f"SAVEPOINT {name}")
         try:
             yield
         except BaseException:
             self.inventory.execute(f"ROLLBACK TO {name}")
             self.inventory.execute(f"RELEASE {name}")
-            for op in self._ops[mark:]:
-                if self._finals.get(op.final) is op:
-                    del self._finals[op.final]
-            del self._ops[mark:]
+            # Undo the item's file changes newest first, so each step finds the list as it left it.
+            for op, index in reversed(self._undo[mark:]):
+                if index < 0:
+                    self._ops.pop()
+                    self._finals.pop(op.final, None)
+                else:
+                    self._ops.insert(index, op)
+                    self._finals[op.final] = op
+            del self._undo[mark:]
             raise
         self.inventory.execute(f"RELEASE {name}")
 

@@ -77,3 +77,21 @@ def test_leftovers_of_older_grpcpki_writes_are_swept_where_a_change_lands(tmp_pa
     renew(pki, ["api"], force=True)
     assert not any(p.exists() for p in leftovers)
     assert_store_consistent(pki.path)
+
+
+def test_a_failed_item_undoes_exactly_its_own_file_changes(tmp_path: Path) -> None:
+    pki = Pki.init(tmp_path / "pki")
+    shared = pki.path / "shared.txt"
+    with pki.transaction() as tx:
+        tx.write(shared, b"first", 0o644)
+        tx.write(pki.path / "one.txt", b"1", 0o644)
+        with pytest.raises(RuntimeError), tx.item():
+            tx.write(shared, b"overwritten by the failed item", 0o644)
+            tx.write(pki.path / "two.txt", b"2", 0o644)
+            raise RuntimeError("this item fails")
+        with tx.item():
+            tx.write(pki.path / "three.txt", b"3", 0o644)
+    assert shared.read_bytes() == b"first"
+    assert (pki.path / "one.txt").is_file() and (pki.path / "three.txt").is_file()
+    assert not (pki.path / "two.txt").exists()
+    assert not list(pki.path.glob(".*.tmp"))
