@@ -179,6 +179,10 @@ func main() {
 	if err != nil {
 		fail("failed to listen: %v", err)
 	}
+	// Catch SIGTERM before announcing the port: a test may stop the server as soon as it has read
+	// the start line, and a signal that lands before Notify kills the process with -15.
+	signals := make(chan os.Signal, 1)
+	signal.Notify(signals, syscall.SIGTERM, os.Interrupt)
 	addr := lis.Addr().(*net.TCPAddr)
 	emit(map[string]any{"port": addr.Port, "address": addr.String(), "pid": os.Getpid(), "go": runtime.Version()})
 
@@ -187,8 +191,6 @@ func main() {
 		// ServeTLS with no files uses TLSConfig.Certificates and sets up HTTP/2 (ALPN h2).
 		served <- srv.ServeTLS(lis, "", "")
 	}()
-	signals := make(chan os.Signal, 1)
-	signal.Notify(signals, syscall.SIGTERM, os.Interrupt)
 	select {
 	case <-signals:
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
