@@ -30,12 +30,14 @@ def _load_script():  # type: ignore[no-untyped-def]
     return module
 
 
-def test_committed_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", ["greeter", "caservice"])
+def test_committed_stubs_match_a_fresh_generation(tmp_path: Path, target: str) -> None:
     gen = _load_script()
-    written = gen.generate(tmp_path)
-    assert sorted(p.name for p in written) == sorted(gen.GENERATED)
+    proto, package, expected = next(t for t in gen.TARGETS if t[1][1] == target)
+    written = gen.generate(tmp_path, proto, package)
+    assert sorted(p.name for p in written) == sorted(expected)
     for fresh in written:
-        committed = gen.STUB_DIR / fresh.name
+        committed = REPO.joinpath(*package) / fresh.name
         assert committed.exists(), f"{committed} is missing: run python protos/generate.py"
         assert committed.read_text() == fresh.read_text(), (
             f"{committed.relative_to(REPO)} differs from what grpcio-tools generates: "
@@ -47,6 +49,9 @@ def test_stubs_import_absolutely() -> None:
     grpc_stub = (REPO / "grpcpki" / "greeter" / "_proto" / "helloworld_pb2_grpc.py").read_text()
     assert "from grpcpki.greeter._proto import helloworld_pb2" in grpc_stub
     assert not re.search(r"^import helloworld_pb2", grpc_stub, re.MULTILINE)
+    ca_stub = (REPO / "grpcpki" / "caservice" / "_proto" / "ca_pb2_grpc.py").read_text()
+    assert "from grpcpki.caservice._proto import ca_pb2" in ca_stub
+    assert "'/grpcpki.ca.v1.CertificateAuthority/Enroll'" in ca_stub  # the wire name comes from the proto
 
 
 def test_runtime_floors_cover_the_stubs() -> None:
