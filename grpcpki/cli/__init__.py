@@ -37,6 +37,9 @@ LAZY_COMMANDS: dict[str, str] = {
     "completion": "grpcpki.cli.completion_cmd:completion",
     "apply": "grpcpki.cli.apply_cmd:apply",
     "sign": "grpcpki.cli.sign_cmd:sign",
+    "ca-server": "grpcpki.cli.caserver_cmd:ca_server",
+    "token": "grpcpki.cli.token_cmd:token_group",
+    "enroll": "grpcpki.cli.enroll_cmd:enroll",
 }
 
 # command name -> its short help, as `grpcpki --help` lists it. Kept here as data so that the
@@ -61,6 +64,9 @@ SHORT_HELP: dict[str, str] = {
     "completion": "Print the completion script for SHELL: commands, options, and certificate names.",
     "apply": "Make the PKI match a manifest of services (default: ./grpcpki.toml).",
     "sign": "Sign a certificate signing request as a server or client certificate.",
+    "ca-server": "Serve the CA to workloads: enrollment with one-time tokens, renewal over mTLS.",
+    "token": "Create and list one-time enrollment tokens for `grpcpki ca-server`.",
+    "enroll": "Get a first certificate from the CA service with a one-time enrollment token.",
 }
 
 

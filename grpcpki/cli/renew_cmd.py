@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -14,7 +15,7 @@ import click
 from grpcpki.cli import console
 from grpcpki.cli.completion_cmd import complete_names
 from grpcpki.cli.context import App, pass_app, pki_options
-from grpcpki.cli.params import DURATION, DaysType, DurationType
+from grpcpki.cli.params import DURATION, DaysType, DurationType, HostPortType
 from grpcpki.engine.errors import GrpcpkiError
 
 if TYPE_CHECKING:
@@ -57,6 +58,14 @@ _REASONS = ("unspecified", "keyCompromise", "superseded", "cessationOfOperation"
 )
 @click.option("--quiet", "-q", is_flag=True,
               help="Print nothing when nothing is due (renewals, failures and --json output still show).")
+@click.option("--daemon", is_flag=True,
+              help="Workload mode: keep --dir's certificate (from `grpcpki enroll`) fresh against --ca-server, "
+              "at about two thirds of its lifetime, and pick up CA rotations.")
+@click.option("--ca-server", "ca_server", type=HostPortType(), default=None,
+              help="With --daemon: the CA service's mTLS address (`ca-server --listen`).")
+@click.option("--dir", "workload_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --daemon: the directory `grpcpki enroll --out` wrote.")
+@click.option("--once", is_flag=True, help="With --daemon: one check (and renewal if due), then exit.")
 @pki_options
 @pass_app
 def renew(
@@ -72,6 +81,10 @@ def renew(
     watch: timedelta | None,
     exec_command: str | None,
     quiet: bool,
+    daemon: bool = False,
+    ca_server: str | None = None,
+    workload_dir: Path | None = None,
+    once: bool = False,
 ) -> None:
     """Reissue certificates that are due, with the same name, SANs and usages.
 
@@ -89,9 +102,13 @@ def renew(
       grpcpki renew --all --watch 1h      # sidecar loop
       grpcpki renew --all --quiet --exec 'systemctl reload envoy'
       grpcpki renew --all --exec 'grpcpki export "$GRPCPKI_NAME" --format k8s | kubectl apply -f -'
+      grpcpki renew --daemon --ca-server ca.internal:9443 --dir /etc/web/tls --exec 'pkill -HUP envoy'
     Exit status: 0 when every due certificate was renewed (or none was due) and every --exec
     command succeeded, 1 otherwise. Errors go to stderr, with or without --json.
     """
+    if daemon or once or ca_server or workload_dir:
+        _daemon(names, all_, exec_command, watch, as_json, force, ca_server, workload_dir, once, daemon)
+        return
     if names and all_:
         raise click.UsageError("give certificate NAMEs or --all, not both")
     if not names and not all_:
@@ -106,6 +123,27 @@ def renew(
         return
     _watch(app, names, watch, within=within, force=force, rekey=rekey, days=days, dry_run=dry_run, as_json=as_json,
            exec_command=exec_command, quiet=quiet)
+
+
+def _daemon(
+    names: tuple[str, ...], all_: bool, exec_command: str | None, watch: timedelta | None, as_json: bool,
+    force: bool, ca_server: str | None, workload_dir: Path | None, once: bool, daemon: bool,
+) -> None:
+    """`renew --daemon`: a workload renewing against the CA service (cli/enroll_cmd.py)."""
+    if not daemon:
+        raise click.UsageError("--ca-server, --dir and --once go with --daemon")
+    if names or all_:
+        raise click.UsageError("--daemon renews the certificate in --dir: drop NAMEs and --all")
+    if ca_server is None or workload_dir is None:
+        raise click.UsageError("--daemon needs --ca-server HOST:PORT and --dir DIR")
+    if exec_command is not None and not exec_command.strip():
+        raise click.BadParameter("is empty: give the command to run after each renewal", param_hint="--exec")
+    from grpcpki.cli.enroll_cmd import run_daemon
+
+    ok = run_daemon(target=ca_server, directory=workload_dir, once=once, force=force, exec_command=exec_command,
+                    as_json=as_json, interval=watch)
+    if not ok:
+        sys.exit(1)
 
 
 def _renew_once(

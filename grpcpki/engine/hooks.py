@@ -77,17 +77,28 @@ def run_hook(
 ) -> HookResult:
     """Run ``command`` for the renewed ``record``; its stdout and stderr go to ``output``
     (default: our stderr, so `renew --json` stdout stays one JSON document)."""
+    env = hook_environment(record, old_serial=old_serial, trust_path=trust_path, pki_path=pki_path)
+    return HookResult(record.name, command, _run(command, env, output))
+
+
+def run_command(command: str, variables: dict[str, str], output: IO[str] | None = None) -> int:
+    """Run ``command`` like :func:`run_hook`, with ``variables`` (from :data:`HOOK_VARIABLES`) added
+    to our environment minus secrets: for renewals made elsewhere (``renew --daemon`` against the
+    CA service, which has no inventory row here). Returns the exit code."""
+    env = {k: v for k, v in os.environ.items() if k not in _WITHHELD} | variables
+    return _run(command, env, output)
+
+
+def _run(command: str, env: dict[str, str], output: IO[str] | None) -> int:
     stream = output if output is not None else sys.stderr
     stream.flush()
-    env = hook_environment(record, old_serial=old_serial, trust_path=trust_path, pki_path=pki_path)
     try:
         completed = subprocess.run(
             [SHELL, "-c", command], env=env, stdin=subprocess.DEVNULL, stdout=stream, stderr=stream, check=False
         )
-        code = completed.returncode
+        return completed.returncode
     except OSError:
-        code = 127
-    return HookResult(record.name, command, code)
+        return 127
 
 
-__all__ = ["HOOK_VARIABLES", "HookResult", "hook_environment", "run_hook"]
+__all__ = ["HOOK_VARIABLES", "HookResult", "hook_environment", "run_command", "run_hook"]

@@ -1,0 +1,209 @@
+"""The CA service (``grpcpki ca-server``): grpcpki.ca.v1.CertificateAuthority over TLS.
+
+    from grpcpki.caservice.server import CaServer, CaServerConfig
+    server = CaServer(CaServerConfig(listen="127.0.0.1:0", enroll_listen="127.0.0.1:0", files=TlsFiles(...)),
+                      open_pki=lambda: Pki.open("pki"))
+    server.start(); ...; server.stop()
+
+Two listeners, one server. gRPC Python offers a server either "require and verify a client
+certificate" or "do not request one" (grpc/_cython/_cygrpc/credentials.pyx.pxi maps
+``require_client_auth=False`` to GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE; there is no "request
+but allow none"). So ``listen`` is mTLS (every RPC; Renew authenticates by the certificate the
+caller presents) and ``enroll_listen`` is server-side TLS only (Enroll, GetTrustBundle, GetCRL: a
+workload without a certificate yet; the token authenticates it). Renew on the TLS-only port sees
+no certificate and is refused with UNAUTHENTICATED.
+
+Stateless: every request opens the PKI on its worker thread (one :class:`Pki` per thread,
+sqlite connections are per-thread) and all state lives in the store, under its lock and
+transaction; nothing is remembered between calls, so replicas need no coordination of ours.
+The server's own certificate files are re-read when they change, like ``grpcpki serve``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any
+
+import grpc
+
+from grpcpki.caservice._proto import ca_pb2, ca_pb2_grpc
+from grpcpki.engine.enrollment import EnrollmentError, Issued, Policy, enroll, renew_presented, trust_bundle
+from grpcpki.engine.errors import GrpcpkiError, LockTimeoutError
+from grpcpki.engine.pki import Pki
+from grpcpki.engine.revocation import crl_path
+from grpcpki.greeter.files import TlsFiles
+from grpcpki.greeter.server import CertificateReloader, ReloadRecord, _bind_failure, parse_listen
+
+log = logging.getLogger("grpcpki.caservice")
+
+
+@dataclass(frozen=True)
+class CaServerConfig:
+    listen: str  # mTLS: all RPCs
+    files: TlsFiles  # the server's own chain and key, and the CA bundle for client certificates
+    enroll_listen: str | None = None  # server-side TLS only: Enroll, GetTrustBundle, GetCRL
+    policy: Policy = field(default_factory=Policy)
+    replica: str = ""
+    max_workers: int = 16
+    grace: float = 5.0
+
+
+@dataclass(frozen=True)
+class IssueEvent:
+    """One answered Enroll/Renew, for the server's log line."""
+
+    method: str
+    peer: str
+    ok: bool
+    message: str
+
+
+class CertificateAuthorityServicer(ca_pb2_grpc.CertificateAuthorityServicer):
+    def __init__(
+        self, open_pki: Callable[[], Pki], config: CaServerConfig, on_event: Callable[[IssueEvent], None] | None = None
+    ) -> None:
+        self._open_pki = open_pki
+        self._config = config
+        self._local = threading.local()
+        self._on_event = on_event
+
+    def _pki(self) -> Pki:
+        pki: Pki | None = getattr(self._local, "pki", None)
+        if pki is None:
+            pki = self._open_pki()
+            self._local.pki = pki
+        return pki
+
+    def Enroll(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 - name fixed by ca.proto
+        return self._issue("Enroll", context, lambda pki: enroll(
+            pki, token=request.token, csr_pem=request.csr_pem, kind=request.kind, policy=self._config.policy,
+            replica=self._config.replica, peer=context.peer(),
+        ))
+
+    def Renew(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        presented = context.auth_context().get("x509_pem_cert", [b""])[0]
+        return self._issue("Renew", context, lambda pki: renew_presented(
+            pki, presented_pem=presented, csr_pem=request.csr_pem, policy=self._config.policy,
+            replica=self._config.replica, peer=context.peer(),
+        ))
+
+    def GetTrustBundle(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        try:
+            bundle, issuing = trust_bundle(self._pki())
+        except GrpcpkiError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, _text(exc))
+        return ca_pb2.TrustBundle(trust_bundle_pem=bundle, issuing_ca_pem=issuing)
+
+    def GetCRL(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        path = crl_path(self._pki().path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            data = b""  # nothing was ever revoked
+        except OSError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read the CRL: {exc.strerror}")
+        return ca_pb2.CRL(crl_pem=data)
+
+    def _issue(self, method: str, context: grpc.ServicerContext, action: Callable[[Pki], Issued]) -> Any:
+        peer = context.peer()
+        try:
+            issued = action(self._pki())
+        except EnrollmentError as exc:
+            self._event(IssueEvent(method, peer, False, _text(exc)))
+            context.abort(getattr(grpc.StatusCode, exc.status), _text(exc))
+        except LockTimeoutError as exc:
+            self._event(IssueEvent(method, peer, False, _text(exc)))
+            context.abort(grpc.StatusCode.UNAVAILABLE, _text(exc))
+        except GrpcpkiError as exc:
+            # Names refused by the rules of `issue`, NAME taken, the CA's name constraints...
+            self._event(IssueEvent(method, peer, False, _text(exc)))
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, _text(exc))
+        self._event(IssueEvent(method, peer, True, f"issued {issued.kind} {issued.name} serial {issued.serial}"))
+        return ca_pb2.CertificateResponse(
+            name=issued.name, kind=issued.kind, serial=issued.serial, chain_pem=issued.chain_pem,
+            trust_bundle_pem=issued.trust_bundle_pem,
+            not_before_unix=int(issued.not_before.astimezone(UTC).timestamp()),
+            not_after_unix=int(issued.not_after.astimezone(UTC).timestamp()),
+        )
+
+    def _event(self, event: IssueEvent) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+        else:
+            log.log(logging.INFO if event.ok else logging.WARNING, "%s from %s: %s", event.method, event.peer,
+                    event.message)
+
+
+def _text(exc: GrpcpkiError) -> str:
+    # gRPC status messages travel as one header value; keep the hint, on the same line.
+    return exc.message + (f" ({exc.hint})" if exc.hint else "")
+
+
+@dataclass(frozen=True)
+class Bound:
+    mtls_port: int
+    tls_port: int | None
+
+
+class CaServer:
+    def __init__(
+        self, config: CaServerConfig, open_pki: Callable[[], Pki], *,
+        on_event: Callable[[IssueEvent], None] | None = None,
+        on_reload: Callable[[ReloadRecord], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._open_pki = open_pki
+        self._on_event = on_event
+        self._on_reload = on_reload
+        self._server: grpc.Server | None = None
+        self.bound: Bound | None = None
+
+    def start(self) -> Bound:
+        cfg = self.config
+        # Both listeners read the same files; each keeps the last good material on a bad reload.
+        mtls = CertificateReloader(cfg.files, require_client_cert=True, on_reload=self._on_reload)
+        tls = (CertificateReloader(cfg.files, require_client_cert=False, on_reload=self._on_reload)
+               if cfg.enroll_listen else None)
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="ca-server"),
+            options=[("grpc.so_reuseport", 0)],  # "port in use", not a silently shared port
+        )
+        ca_pb2_grpc.add_CertificateAuthorityServicer_to_server(
+            CertificateAuthorityServicer(self._open_pki, cfg, self._on_event), server
+        )
+        mtls_port = _bind(server, cfg.listen, mtls.credentials())
+        tls_port = _bind(server, cfg.enroll_listen, tls.credentials()) if cfg.enroll_listen and tls else None
+        server.start()
+        self._server = server
+        self.bound = Bound(mtls_port, tls_port)
+        return self.bound
+
+    def stop(self, grace: float | None = None) -> None:
+        if self._server is not None:
+            self._server.stop(self.config.grace if grace is None else grace).wait()
+            self._server = None
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._server is None:
+            return True
+        return bool(self._server.wait_for_termination(timeout))
+
+
+def _bind(server: grpc.Server, listen: str, credentials: grpc.ServerCredentials) -> int:
+    host, port = parse_listen(listen)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        bound = server.add_secure_port(address, credentials)
+    except RuntimeError:
+        raise _bind_failure(host, port) from None
+    if bound == 0:
+        raise _bind_failure(host, port)
+    return int(bound)
+
+
+__all__ = ["Bound", "CaServer", "CaServerConfig", "CertificateAuthorityServicer", "IssueEvent"]

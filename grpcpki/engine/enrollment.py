@@ -1,0 +1,353 @@
+"""Enrollment and renewal for the CA service (``grpcpki ca-server``), without any gRPC.
+
+Two ways to get a certificate from the service, both signing a CSR through the same path as
+``grpcpki sign`` (engine/csr.py: the CSR's signature checked, names checked by the rules of
+``issue`` and the CA's name constraints, every extension from the profile):
+
+- :func:`enroll`: a one-time enrollment token (:func:`create_token`, created by an operator for one
+  NAME and kind) authorizes one certificate. The names come from the token; names the CSR asks
+  for must be among them (a CSR cannot widen what the operator allowed).
+- :func:`renew_presented`: the caller presented its current certificate in the mTLS handshake. It
+  must be exactly a certificate of this PKI (same SHA-256 fingerprint as its inventory row), the
+  active one for its NAME, unexpired and unrevoked. NAME, kind and names come from that row;
+  only the public key comes from the CSR, so rekeying is allowed and the identity is not.
+
+Policy (:class:`Policy`): a maximum lifetime and a rate limit per identity (NAME), counted from
+the audit rows. Each issuance writes an audit row (who, what, when, serial, which replica) in the
+same store transaction as the certificate (engine/enroll_store.py), under the PKI lock.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from grpcpki.engine.certs import leaf_sans
+from grpcpki.engine.csr import CsrInfo, read_csr, sign_csr
+from grpcpki.engine.enroll_store import AuditRow, EnrollmentStore, SqlEnrollmentStore, TokenRow
+from grpcpki.engine.errors import GrpcpkiError
+from grpcpki.engine.inventory import Record
+from grpcpki.engine.names import San, parse_san, validate_dns_name, validate_ip, validate_spiffe_id, validate_uri
+from grpcpki.engine.pki import Pki, validate_cert_name
+from grpcpki.engine.profiles import Role
+from grpcpki.engine.reissue import plan_issue
+
+# Tokens look like this, so a leaked one is recognisable (secret scanners match on prefixes).
+TOKEN_PREFIX = "grpcpki-enroll-"
+DEFAULT_TOKEN_TTL = timedelta(hours=1)
+# Workloads renew themselves, so the service issues short-lived certificates by default.
+DEFAULT_MAX_DAYS = 30
+
+
+class EnrollmentError(GrpcpkiError):
+    """A request the CA service refuses. ``status`` names the gRPC status code it maps to."""
+
+    status = "PERMISSION_DENIED"
+
+
+class TokenRejected(EnrollmentError):
+    """The enrollment token is unknown, used or expired: the caller is not authenticated."""
+
+    status = "UNAUTHENTICATED"
+
+
+class CertificateRejected(EnrollmentError):
+    """The certificate presented for a renewal does not authenticate its caller."""
+
+    status = "UNAUTHENTICATED"
+
+
+class PolicyRejected(EnrollmentError):
+    """Authenticated, but asking for more than it may (another kind, other names)."""
+
+    status = "PERMISSION_DENIED"
+
+
+class RateLimited(EnrollmentError):
+    status = "RESOURCE_EXHAUSTED"
+
+
+class BadRequest(EnrollmentError):
+    status = "INVALID_ARGUMENT"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What a CA service replica allows. Every replica should run with the same policy."""
+
+    max_days: int = DEFAULT_MAX_DAYS
+    # At most ``rate_count`` certificates per NAME within ``rate_window`` (enrollments and renewals).
+    rate_count: int = 10
+    rate_window: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class CreatedToken:
+    """A new token: ``secret`` is shown once and stored nowhere (only its hash is)."""
+
+    secret: str
+    row: TokenRow
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What the service hands back: everything a workload writes to its directory, but its key."""
+
+    name: str
+    kind: str
+    serial: str
+    chain_pem: bytes
+    trust_bundle_pem: bytes
+    not_before: datetime
+    not_after: datetime
+
+
+def token_hash(secret: str) -> str:
+    return hashlib.sha256(secret.strip().encode()).hexdigest()
+
+
+def store_for(pki: Pki) -> EnrollmentStore:
+    return SqlEnrollmentStore(pki.inventory)
+
+
+def token_sans(
+    *, dns: Sequence[str] = (), ip: Sequence[str] = (), uri: Sequence[str] = (), spiffe_id: Sequence[str] = ()
+) -> list[San]:
+    """Validate the names a token allows, as ``issue`` validates them."""
+    sans = [San("dns", validate_dns_name(v)) for v in dns]
+    sans += [San("ip", validate_ip(v)) for v in ip]
+    sans += [San("uri", validate_uri(v)) for v in uri]
+    sans += [San("uri", validate_spiffe_id(v)) for v in spiffe_id]
+    return sans
+
+
+def create_token(
+    pki: Pki, name: str, kind: str, *, sans: Sequence[San] = (), ttl: timedelta = DEFAULT_TOKEN_TTL,
+    days: int | None = None, replace: bool = False, created_by: str | None = None, now: datetime | None = None,
+) -> CreatedToken:
+    """Authorize one enrollment of NAME as a ``kind`` certificate with ``sans``, until ``now + ttl``.
+
+    The names are checked now (syntax, the CA's name constraints, NAME free unless ``replace``),
+    so an operator hears about a bad token when creating it, not when a workload first boots.
+    """
+    role = Role(kind)
+    validate_cert_name(name)
+    if ttl <= timedelta(0):
+        raise GrpcpkiError("a token's lifetime must be positive", "give --ttl like 15m, 1h or 1d")
+    # Key-free checks only: creating a token never needs the CA key (the CA's name constraints
+    # are checked when the certificate is signed).
+    plan_issue(pki, role, name, sans=sans, name_as_san=_name_as_san(role, sans), replace=replace)
+    now = now or datetime.now(UTC)
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    digest = token_hash(secret)
+    row = TokenRow(
+        token_hash=digest, token_id=digest[:12], name=name, kind=role.value, sans=tuple(str(s) for s in sans),
+        days=days, replace=replace, created_at=now, created_by=created_by or _operator(), expires_at=now + ttl,
+    )
+    with pki.transaction():
+        store_for(pki).add_token(row)
+    return CreatedToken(secret, row)
+
+
+def enroll(
+    pki: Pki, *, token: str, csr_pem: bytes, kind: str = "", policy: Policy = Policy(), replica: str = "",
+    peer: str = "", store: EnrollmentStore | None = None, now: datetime | None = None,
+) -> Issued:
+    """Issue NAME's certificate for the CSR's key, spending ``token`` (one-time, unexpired)."""
+    now = now or datetime.now(UTC)
+    store = store or store_for(pki)
+    digest = token_hash(token)
+    row = store.get_token(digest)
+    _check_token(row, now)
+    assert row is not None
+    role = Role(row.kind)
+    if kind and kind != row.kind:
+        raise PolicyRejected(
+            f"this enrollment token is for a {row.kind} certificate, not a {kind} one",
+            f"ask the operator for a token made with `grpcpki token create {row.name} --kind {kind}`",
+        )
+    csr = _read_csr(csr_pem)
+    allowed = [parse_san(s) for s in row.sans]
+    _check_csr_names(csr, leaf_sans(row.name, allowed, name_as_san=_name_as_san(role, allowed)), what="the token allows")
+    plan = plan_issue(pki, role, row.name, sans=allowed, name_as_san=_name_as_san(role, allowed), replace=row.replace)
+    days = min(row.days or policy.max_days, policy.max_days)
+    with pki.transaction():
+        _check_rate(store, row.name, policy, now)
+        record = sign_csr(pki, plan, csr, days=days, now=now)
+        if not store.spend_token(digest, now=now, serial=record.serial, via=replica):
+            # Another replica spent it between our read and this write: the database decided.
+            raise TokenRejected("this enrollment token was already used", "ask the operator for a new token")
+        _audit(store, "enroll", record, f"token:{row.token_id}", replica, peer, now)
+    return _issued(pki, record, now)
+
+
+def renew_presented(
+    pki: Pki, *, presented_pem: bytes, csr_pem: bytes, policy: Policy = Policy(), replica: str = "",
+    peer: str = "", store: EnrollmentStore | None = None, now: datetime | None = None,
+) -> Issued:
+    """Renew the identity of ``presented_pem`` (the caller's mTLS certificate) for the CSR's key."""
+    now = now or datetime.now(UTC)
+    store = store or store_for(pki)
+    current = authenticate_presented(pki, presented_pem, now=now)
+    role = Role(current.kind)
+    csr = _read_csr(csr_pem)
+    _check_csr_names(csr, [parse_san(s) for s in current.sans], what="the current certificate has")
+    plan = plan_issue(pki, role, current.name, replace=True)
+    if plan.replaces is None or plan.replaces.id != current.id:
+        raise CertificateRejected(
+            f"certificate serial {current.serial} is no longer the active certificate of {current.name!r}",
+            "present the newest certificate; if it was lost, enroll again with a new token",
+        )
+    lifetime_days = max(1, round((current.not_after - current.not_before) / timedelta(days=1)))
+    days = min(lifetime_days, policy.max_days)
+    with pki.transaction():
+        _check_rate(store, current.name, policy, now)
+        record = sign_csr(pki, plan, csr, days=days, now=now)
+        _audit(store, "renew", record, f"certificate:{current.serial}", replica, peer, now)
+    return _issued(pki, record, now)
+
+
+def authenticate_presented(pki: Pki, presented_pem: bytes, *, now: datetime | None = None) -> Record:
+    """The inventory row of a certificate presented over mTLS, if it may renew; else CertificateRejected."""
+    now = now or datetime.now(UTC)
+    if not presented_pem:
+        raise CertificateRejected(
+            "no client certificate was presented: Renew authenticates the caller by its current certificate",
+            "call Renew on the CA service's mTLS address (`ca-server --listen`, not --enroll-listen) "
+            "with the workload's certificate and key",
+        )
+    try:
+        cert = x509.load_pem_x509_certificate(presented_pem)
+    except ValueError:
+        raise CertificateRejected("the presented client certificate cannot be read", None) from None
+    serial = f"{cert.serial_number:x}"
+    record = pki.inventory.by_serial(serial)
+    fingerprint = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+    if record is None or record.fingerprint.replace(":", "").lower() != fingerprint:
+        # The fingerprint, not only the serial: a foreign CA may mint any serial it likes.
+        raise CertificateRejected(
+            "the presented certificate was not issued by this CA",
+            "enroll with a token from this CA's operator (`grpcpki token create`)",
+        )
+    if record.status == "revoked":
+        raise CertificateRejected(
+            f"certificate {record.name!r} (serial {record.serial}) is revoked and cannot be renewed",
+            "enroll again with a new token from the operator",
+        )
+    if now >= record.not_after:
+        raise CertificateRejected(
+            f"certificate {record.name!r} expired on {record.not_after:%Y-%m-%d %H:%M}Z and cannot be renewed",
+            "enroll again with a new token (renew before two thirds of the lifetime: `grpcpki renew --daemon`)",
+        )
+    if record.status != "active":
+        raise CertificateRejected(
+            f"certificate serial {record.serial} of {record.name!r} is {record.status}: only the newest renews",
+            "present the newest certificate; if it was lost, enroll again with a new token",
+        )
+    return record
+
+
+def trust_bundle(pki: Pki) -> tuple[bytes, bytes]:
+    """(every CA certificate to trust, the certificate of the CA that signs new leaves)."""
+    bundle = pki.read_store_file(pki.trust_bundle_path, "trust bundle")
+    return bundle, pki.signing_ca().cert_pem
+
+
+def _check_token(row: TokenRow | None, now: datetime) -> None:
+    if row is None:
+        raise TokenRejected("unknown enrollment token", "check it was copied whole; tokens start with "
+                            f"{TOKEN_PREFIX!r} (`grpcpki token create` prints one)")
+    if row.used_at is not None:
+        raise TokenRejected(
+            f"this enrollment token (id {row.token_id}, for {row.name!r}) was already used on "
+            f"{row.used_at:%Y-%m-%d %H:%M}Z", "tokens are one-time: ask the operator for a new one",
+        )
+    if now >= row.expires_at:
+        raise TokenRejected(
+            f"this enrollment token (id {row.token_id}, for {row.name!r}) expired on {row.expires_at:%Y-%m-%d %H:%M}Z",
+            "ask the operator for a new one (`grpcpki token create ... --ttl`)",
+        )
+
+
+def _read_csr(csr_pem: bytes) -> CsrInfo:
+    try:
+        return read_csr(csr_pem, source="the CSR")
+    except GrpcpkiError as exc:
+        raise BadRequest(exc.message, exc.hint) from None
+
+
+def _check_csr_names(csr: CsrInfo, allowed: Sequence[San], *, what: str) -> None:
+    # The certificate gets exactly the allowed names; a CSR may propose fewer, never others.
+    permitted = {str(s) for s in allowed}
+    extra = [str(s) for s in csr.sans if str(s) not in permitted]
+    if extra:
+        raise PolicyRejected(
+            f"the CSR asks for {', '.join(extra)}, which {what} not",
+            f"allowed: {', '.join(sorted(permitted)) or 'no names'}; make a CSR without the others",
+        )
+
+
+def _name_as_san(role: Role, sans: Sequence[San]) -> bool:
+    # As `issue` and `sign`: a server NAME is a SAN; a client NAME only when no identity is given.
+    return role is Role.SERVER or not sans
+
+
+def _check_rate(store: EnrollmentStore, name: str, policy: Policy, now: datetime) -> None:
+    recent = store.issued_since(name, now - policy.rate_window)
+    if recent >= policy.rate_count:
+        raise RateLimited(
+            f"{name!r} was issued {recent} certificates in the last {_words(policy.rate_window)} "
+            f"(limit {policy.rate_count})",
+            "wait and retry; a workload that renews this often is misconfigured (see `grpcpki renew --daemon`)",
+        )
+
+
+def _audit(
+    store: EnrollmentStore, action: str, record: Record, actor: str, replica: str, peer: str, now: datetime
+) -> None:
+    store.add_audit(AuditRow(now, action, record.name, record.kind, record.serial, record.sans, actor, replica, peer))
+
+
+def _issued(pki: Pki, record: Record, now: datetime) -> Issued:
+    cert = _read_own_cert(pki, record)
+    bundle, _issuing = trust_bundle(pki)
+    return Issued(record.name, record.kind, record.serial, cert, bundle, record.not_before, record.not_after)
+
+
+def _read_own_cert(pki: Pki, record: Record) -> bytes:
+    assert record.chain_path is not None
+    chain = pki.read_store_file(record.chain_path, "certificate chain")
+    first = x509.load_pem_x509_certificates(chain)[0]
+    if f"{first.serial_number:x}" != record.serial:
+        # Another issuance of NAME landed right after ours: never hand out someone else's chain.
+        raise GrpcpkiError(f"{record.name!r} was reissued while this request ran", "retry the request")
+    return chain
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _words(window: timedelta) -> str:
+    seconds = int(window.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+__all__ = [
+    "DEFAULT_MAX_DAYS", "TOKEN_PREFIX", "BadRequest", "CertificateRejected", "CreatedToken", "EnrollmentError",
+    "Issued", "Policy", "PolicyRejected", "RateLimited", "TokenRejected", "authenticate_presented", "create_token",
+    "enroll", "renew_presented", "token_hash", "token_sans", "trust_bundle",
+]
