@@ -6,7 +6,7 @@ import json
 import random
 import signal
 import sys
-import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -80,17 +80,16 @@ def run_daemon(
     interval: timedelta | None = None,
 ) -> bool:
     """``renew --daemon``: keep DIR's certificate fresh against the CA service; True if all went well."""
-    stop = threading.Event()
-    wake = threading.Event()
+    # Handlers only record the signal; the loop polls (as `grpcpki serve` does): a handler that
+    # took a lock could deadlock against the interrupted main thread.
     received: list[str] = []
+    wake: list[bool] = []
 
     def handle_stop(signum: int, _frame: object) -> None:
         received.append(signal.Signals(signum).name)
-        stop.set()
-        wake.set()
 
     def handle_hup(_signum: int, _frame: object) -> None:
-        wake.set()  # SIGHUP: check now (after an operator rotated the CA, say)
+        wake.append(True)  # SIGHUP: check now (after an operator rotated the CA, say)
 
     if not once:
         signal.signal(signal.SIGTERM, handle_stop)
@@ -116,9 +115,11 @@ def run_daemon(
         if not as_json:
             console.info(f"next check at {now + timedelta(seconds=wait):%Y-%m-%d %H:%M:%S} UTC")
         wake.clear()
-        wake.wait(wait)
-        if stop.is_set():
-            console.info(f"{received[0] if received else 'signal'} received: stopping")
+        deadline = time.monotonic() + wait
+        while not received and not wake and time.monotonic() < deadline:
+            time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+        if received:
+            console.info(f"{received[0]} received: stopping")
             return True
 
 

@@ -176,7 +176,11 @@ def enroll(
     csr = _read_csr(csr_pem)
     allowed = [parse_san(s) for s in row.sans]
     _check_csr_names(csr, leaf_sans(row.name, allowed, name_as_san=_name_as_san(role, allowed)), what="the token allows")
-    plan = plan_issue(pki, role, row.name, sans=allowed, name_as_san=_name_as_san(role, allowed), replace=row.replace)
+    # A server certificate gets clientAuth too: the workload authenticates to Renew with it, and
+    # TLS stacks accept a client certificate only with that usage (RFC 5280 4.2.1.12; BoringSSL
+    # and OpenSSL check it). Renewals keep it (plan_issue keeps an extra usage on --replace).
+    plan = plan_issue(pki, role, row.name, sans=allowed, name_as_san=_name_as_san(role, allowed), replace=row.replace,
+                      also_client=role is Role.SERVER)
     days = min(row.days or policy.max_days, policy.max_days)
     with pki.transaction():
         _check_rate(store, row.name, policy, now)
