@@ -176,14 +176,17 @@ def enroll(
     csr = _read_csr(csr_pem)
     allowed = [parse_san(s) for s in row.sans]
     _check_csr_names(csr, leaf_sans(row.name, allowed, name_as_san=_name_as_san(role, allowed)), what="the token allows")
-    # A server certificate gets clientAuth too: the workload authenticates to Renew with it, and
-    # TLS stacks accept a client certificate only with that usage (RFC 5280 4.2.1.12; BoringSSL
-    # and OpenSSL check it). Renewals keep it (plan_issue keeps an extra usage on --replace).
-    plan = plan_issue(pki, role, row.name, sans=allowed, name_as_san=_name_as_san(role, allowed), replace=row.replace,
-                      also_client=role is Role.SERVER)
     days = min(row.days or policy.max_days, policy.max_days)
     with pki.transaction():
+        # Again under the lock: a concurrent request may have spent it since (its caller gets the
+        # token's reason, not "NAME exists"). spend_token below is the guard that holds across machines.
+        _check_token(store.get_token(digest), now)
         _check_rate(store, row.name, policy, now)
+        # A server certificate gets clientAuth too: the workload authenticates to Renew with it, and
+        # TLS stacks accept a client certificate only with that usage (RFC 5280 4.2.1.12; BoringSSL
+        # and OpenSSL check it). Renewals keep it (plan_issue keeps an extra usage on --replace).
+        plan = plan_issue(pki, role, row.name, sans=allowed, name_as_san=_name_as_san(role, allowed),
+                          replace=row.replace, also_client=role is Role.SERVER)
         record = sign_csr(pki, plan, csr, days=days, now=now)
         if not store.spend_token(digest, now=now, serial=record.serial, via=replica):
             # Another replica spent it between our read and this write: the database decided.
