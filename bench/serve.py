@@ -43,6 +43,7 @@ SPIFFE_ID = "spiffe://example.org/bench"
 
 BARE_SERVER = '''
 import sys
+from concurrent import futures
 import grpc
 from grpcpki.greeter._proto import helloworld_pb2, helloworld_pb2_grpc
 
@@ -90,7 +91,14 @@ def credentials(pki: Pki) -> grpc.ChannelCredentials:
     )
 
 
-def persistent_rps(port: int, creds: grpc.ChannelCredentials, seconds: float, in_flight: int) -> float:
+def server_cpu(pid: int) -> float:
+    """User + system CPU seconds the server process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def persistent_rps(port: int, creds: grpc.ChannelCredentials, seconds: float, in_flight: int,
+                   pid: int | None = None, cpu: list[float] | None = None) -> float:
     with grpc.secure_channel(f"localhost:{port}", creds) as channel:
         stub = helloworld_pb2_grpc.GreeterStub(channel)
         request = helloworld_pb2.HelloRequest(name="bench")
@@ -99,6 +107,7 @@ def persistent_rps(port: int, creds: grpc.ChannelCredentials, seconds: float, in
         calls = 0
         deadline = time.perf_counter() + seconds
         start = time.perf_counter()
+        cpu_start = server_cpu(pid) if pid is not None else 0.0
         if in_flight == 1:
             while time.perf_counter() < deadline:
                 stub.SayHello(request, timeout=5)
@@ -113,6 +122,8 @@ def persistent_rps(port: int, creds: grpc.ChannelCredentials, seconds: float, in
             for future in pending:
                 future.result()
                 calls += 1
+        if pid is not None and cpu is not None:
+            cpu.append((server_cpu(pid) - cpu_start) / calls)
         return calls / (time.perf_counter() - start)
 
 
@@ -156,9 +167,10 @@ def main() -> None:
         for _ in range(args.rounds):
             for name, argv in servers.items():
                 proc, port = start(argv, directory / "server.log", env)
+                cpu: list[float] = []
                 try:
                     values = (
-                        persistent_rps(port, creds, args.seconds, 1),
+                        persistent_rps(port, creds, args.seconds, 1, proc.pid, cpu),
                         persistent_rps(port, creds, args.seconds, 8),
                         new_connections_per_second(port, creds, args.seconds),
                     )
@@ -167,6 +179,7 @@ def main() -> None:
                     proc.wait(timeout=15)
                 for measure, value in zip(measures, values, strict=True):
                     samples.setdefault((name, measure), []).append(value)
+                samples.setdefault((name, "cpu"), []).append(cpu[0] * 1e6)
             if "served" not in (directory / "server.log").read_text():
                 print("note: serve printed no call counts on exit", file=sys.stderr)
     print(f"grpcio {grpc.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
@@ -177,6 +190,11 @@ def main() -> None:
         for name in servers:
             value = statistics.median(samples[(name, measure)])
             print(f"  {name:20s} {value:9.0f}   x{value / base:5.2f} of bare grpcio")
+    base = statistics.median(samples[("bare grpcio", "cpu")])
+    print("\nserver CPU per call, persistent channel, 1 in flight (less noisy than RPC/s on a shared machine)")
+    for name in servers:
+        value = statistics.median(samples[(name, "cpu")])
+        print(f"  {name:20s} {value:7.0f} us   x{base / value:5.2f} of bare grpcio's calls per CPU second")
 
 
 if __name__ == "__main__":

@@ -247,13 +247,16 @@ class GreeterClient:
 
 
 def _identity_header(call: object) -> str | None:
-    try:
-        metadata = call.initial_metadata()  # type: ignore[attr-defined]
-    except Exception:  # noqa: BLE001 - a failed call may have no metadata at all
-        return None
-    for key, value in metadata or ():
-        if key == PEER_IDENTITY_HEADER:
-            return urllib.parse.unquote(value if isinstance(value, str) else value.decode("ascii", "replace"))
+    # grpcpki serve sends it in the trailers; other servers (the Go and Node interop ones, older
+    # grpcpki) in the initial metadata: read both.
+    for where in ("initial_metadata", "trailing_metadata"):
+        try:
+            metadata = getattr(call, where)()
+        except Exception:  # noqa: BLE001 - a failed call may have no metadata at all
+            continue
+        for key, value in metadata or ():
+            if key == PEER_IDENTITY_HEADER:
+                return urllib.parse.unquote(value if isinstance(value, str) else value.decode("ascii", "replace"))
     return None
 
 

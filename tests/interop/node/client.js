@@ -53,16 +53,27 @@ const call = client.SayHello({ name: opts.name }, { deadline }, (err, reply) => 
     }, 1);
     return;
   }
-  finish({
-    ok: true,
-    reply: reply.message,
-    identity_seen_by_server: identitySeen,
-    server_certificate: serverCertificate,
-  }, 0);
+  succeeded = { ok: true, reply: reply.message, server_certificate: serverCertificate };
+  finishWhenDone();
 });
-call.on('metadata', (metadata) => {
-  const values = metadata.get(PEER_IDENTITY_HEADER);
-  if (values.length > 0) {
+// grpcpki serve sends the identity in the trailers (the 'status' event, which grpc-js emits after
+// the callback); other servers in the initial metadata. Finish once both are in.
+let succeeded = null;
+let statusSeen = false;
+function finishWhenDone() {
+  if (succeeded !== null && statusSeen) {
+    finish({ ...succeeded, identity_seen_by_server: identitySeen }, 0);
+  }
+}
+function readIdentity(metadata) {
+  const values = metadata ? metadata.get(PEER_IDENTITY_HEADER) : [];
+  if (values.length > 0 && identitySeen === null) {
     identitySeen = decodeURIComponent(String(values[0]));
   }
+}
+call.on('metadata', readIdentity);
+call.on('status', (status) => {
+  readIdentity(status.metadata);
+  statusSeen = true;
+  finishWhenDone();
 });

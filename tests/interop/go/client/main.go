@@ -130,6 +130,11 @@ func main() {
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil { // the trailers arrive after the body
 		failed(err, result)
 	}
+	if _, seen := result["identity_seen_by_server"]; !seen { // grpcpki serve sends it in the trailers
+		if identity := resp.Trailer.Get(wire.PeerIdentityHeader); identity != "" {
+			result["identity_seen_by_server"] = wire.PercentDecode(identity)
+		}
+	}
 	statusText := resp.Trailer.Get("Grpc-Status")
 	grpcMessage := resp.Trailer.Get("Grpc-Message")
 	if statusText == "" { // a trailers-only response carries them in the headers
