@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from conftest import CaService, Setup, file_mode
+from caservice_support import CaService, Setup, file_mode
 from support import assert_clean_error
 from grpcpki.engine.enrollment import PolicyRejected, RateLimited, Policy, create_token, enroll, token_sans
 from grpcpki.engine.pki import Pki

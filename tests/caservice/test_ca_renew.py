@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from conftest import CaService, Setup
+from caservice_support import CaService, Setup
 from support import assert_clean_error, run_grpcpki
 from grpcpki.engine import workload
 from grpcpki.engine.enrollment import CertificateRejected, authenticate_presented, renew_presented, store_for

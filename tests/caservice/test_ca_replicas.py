@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from cryptography import x509
 
-from conftest import Setup
+from caservice_support import Setup
 from grpcpki.caservice import client
 from grpcpki.engine import workload
 from grpcpki.engine.enrollment import create_token, store_for

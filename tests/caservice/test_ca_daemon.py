@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 
-from conftest import CaService, Setup
+from caservice_support import CaService, Setup
 from support import cli_env, run_grpcpki
 from grpcpki.engine import workload
 
