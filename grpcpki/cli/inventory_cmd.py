@@ -159,21 +159,26 @@ def _write_table(
     else:
         shown = limit or total
     table = Table(title=f"Certificates in {escape(str(app.pki_path))}, soonest expiry first", title_justify="left")
-    for column in ("name", "kind", "status", "expires"):
-        table.add_column(column, overflow="fold")
-    # Whole serials, never folded: people match them against `openssl x509 -serial`.
-    table.add_column("serial", no_wrap=True)
-    table.add_column("SANs", overflow="fold")
+    # One line per row, so "the rows that fit" is true: nothing wraps. Every column but the SANs
+    # keeps its full width (names and serials are matched by people); on a narrow terminal the
+    # SANs are cut short (all of them are in the piped and --json output).
+    rows = []
     for record in inventory.iter_listing(**filters, limit=shown):  # type: ignore[arg-type]
         state = record.state(now)
         style = console.expiry_style(record.not_after, record.not_before, now)
+        expires = f"{console.relative(record.not_after, now)} ({record.not_after:%Y-%m-%d})"
+        rows.append((record.name, record.kind, state, expires, style, record.openssl_serial, ", ".join(record.sans)))
+    widths = [max(len(row[i]) for row in rows) for i in (0, 1, 2, 3, 5)]
+    for column, width in zip(("name", "kind", "status", "expires", "serial"), widths, strict=True):
+        table.add_column(column, no_wrap=True, min_width=max(width, len(column)))
+    # What is left of the line (each of the 6 columns costs 3 more: padding and a border).
+    room = console.out().width - sum(max(w, len(c)) for w, c in zip(widths, ("name", "kind", "status", "expires", "serial"),
+                                                                   strict=True)) - 6 * 3 - 1
+    table.add_column("SANs", no_wrap=True, overflow="ellipsis", max_width=max(10, room))
+    for name, kind, state, expires, style, serial, sans in rows:
         table.add_row(
-            escape(record.name),
-            record.kind,
-            f"[bold red]{state}[/]" if state == "expired" else state,
-            f"[{style}]{console.relative(record.not_after, now)}[/] ({record.not_after:%Y-%m-%d})",
-            record.openssl_serial,
-            escape(", ".join(record.sans)),
+            escape(name), kind, f"[bold red]{state}[/]" if state == "expired" else state,
+            f"[{style}]{escape(expires)}[/]", serial, escape(sans),
         )
     console.out().print(table)
     if total > shown:

@@ -4,6 +4,7 @@ CA rows, plain piped rows, streamed JSON with days left, serials as OpenSSL prin
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -128,3 +129,22 @@ def test_listing_rows_carry_what_records_do(pki: Path) -> None:
     listed = [r.to_dict() for r in inventory.iter_listing(statuses=None)]
     inventory.close()
     assert listed == records and len(listed) == 5
+
+
+def test_a_terminal_gets_the_rows_that_fit_and_a_count(pki: Path) -> None:
+    pexpect = pytest.importorskip("pexpect", reason="pexpect is in the test extra: pip install '.[test]'")
+    made = Pki.open(pki)
+    from grpcpki.engine.pki import LeafRequest
+
+    made.issue_many([LeafRequest(Role.SERVER, f"svc-{i:02}") for i in range(30)])
+    made.inventory.close()
+    child = pexpect.spawn(sys.executable, ["-m", "grpcpki", "--pki", str(pki), "list"],
+                          env=cli_env() | {"TERM": "xterm"}, encoding="utf-8", timeout=30, dimensions=(20, 160))
+    child.expect(pexpect.EOF)
+    output = re.sub(r"\x1b\[[0-9;]*m", "", child.before).replace("\r", "")
+    child.close()
+    assert child.exitstatus == 0, output
+    rows = [line for line in output.splitlines() if line.startswith("│")]
+    assert len(rows) == 13 and "old" in rows[0] and "expired" in rows[0]  # 20 lines - 7 of chrome
+    assert "showing 13 of 35, soonest expiry first" in output
+    assert all(len(line) <= 160 for line in output.splitlines())
