@@ -364,7 +364,7 @@ def probe(
     pki_owners: dict[str, str] = {}
     if name:
         pki = app.pki()
-        material = pki.material(name)
+        material = pki.material(name, prefer="client")
         cert, key = material.chain_path, material.key_path
         ca = ca or material.trust_path
         known, pki_owners = known_cas(pki), owners(pki)

@@ -53,6 +53,7 @@ def _resolve_files(
     key: Path | None,
     ca: Path | None,
     plaintext: bool,
+    kind: str,
 ) -> TlsFiles:
     """--name NAME or --cert/--key/--ca -> TlsFiles; conflicting flags are usage errors (exit 2)."""
     from grpcpki.greeter.files import TlsFiles
@@ -72,7 +73,8 @@ def _resolve_files(
     if name:
         pki = app.pki()
         try:
-            material = pki.material(name)
+            # serve takes a server certificate and greet a client one, so a NAME that is both is not ambiguous.
+            material = pki.material(name, prefer=kind)
         except NotFoundError:
             from grpcpki.diagnosis.store import revoked_instead
 
@@ -210,7 +212,7 @@ def serve(
         raise click.UsageError(f"--allow needs client certificates, which --{mode} does not ask for; drop one")
     if crl is not None and mode != "mtls":
         raise click.UsageError(f"--crl checks client certificates, which --{mode} does not ask for; drop one")
-    files = _resolve_files(app, name=name, cert=cert, key=key, ca=ca, plaintext=plaintext)
+    files = _resolve_files(app, name=name, cert=cert, key=key, ca=ca, plaintext=plaintext, kind="server")
     # With --name the PKI's crl.pem is checked even before it exists (the first `grpcpki revoke`
     # creates it); an explicit --crl must exist.
     crl_file = crl
@@ -459,7 +461,7 @@ def greet(
     if plaintext and server_name:
         raise click.UsageError("--server-name is for TLS; drop it with --plaintext")
     mode = "plaintext" if plaintext else "tls" if tls_only else "mtls"
-    files = _resolve_files(app, name=name, cert=cert, key=key, ca=ca, plaintext=plaintext)
+    files = _resolve_files(app, name=name, cert=cert, key=key, ca=ca, plaintext=plaintext, kind="client")
     if mode == "mtls" and files.chain is None:
         raise click.UsageError(
             "mTLS needs a client certificate: pass --name NAME or --cert FILE --key FILE (or --tls-only to send none)"

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 # Errors are cheap and needed everywhere (the CLI's error path): import them eagerly.
 from grpcpki.engine.errors import (
     AlreadyExistsError,
+    AmbiguousNameError,
     CAExistsError,
     CannotSignError,
     GrpcpkiError,
@@ -117,6 +118,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "CA",
     "AlreadyExistsError",
+    "AmbiguousNameError",
     "CAExistsError",
     "CannotSignError",
     "CertInfo",

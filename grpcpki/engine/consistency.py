@@ -353,7 +353,7 @@ def _adopt(pki: Pki, cert_path: Path) -> str:
     with pki.transaction() as tx:
         if pki.inventory.by_serial(info.serial_hex) is not None:
             return f"{cert_path}: serial {info.serial_hex} is already recorded"
-        active = pki.inventory.active_leaf(name) is None and whole
+        active = pki.inventory.active_leaf(name, role) is None and whole
         paths: list[Path | None] = [cert_path, chain if chain.is_file() else None, key if key.is_file() else None]
         if not active:
             target = pki.path / "archive" / name / info.serial_hex

@@ -100,7 +100,7 @@ def sign_csr(
     """Sign ``csr``'s key as ``plan`` says (engine/reissue.plan_issue: name, merged SANs, usages)
     and store it like any leaf, without a key.pem; under the PKI lock, refusing if NAME changed."""
     with pki.transaction():
-        current = pki.inventory.active_leaf(plan.name)
+        current = pki.inventory.active_leaf(plan.name, plan.role.value)
         if (current.id if current else None) != (plan.replaces.id if plan.replaces else None):
             raise NotFoundError(
                 f"{plan.name!r} changed while this command ran (another grpcpki command issued, reissued or revoked it)",

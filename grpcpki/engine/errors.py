@@ -46,6 +46,10 @@ class NotFoundError(GrpcpkiError):
     """A named certificate, file or inventory record does not exist."""
 
 
+class AmbiguousNameError(NotFoundError):
+    """A NAME is both a server and a client certificate: the caller must say which (``server/NAME``)."""
+
+
 class AlreadyExistsError(GrpcpkiError):
     """A certificate with that name is already active."""
 

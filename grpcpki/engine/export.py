@@ -79,11 +79,13 @@ def needs_password(fmt: ExportFormat | str) -> bool:
     return ExportFormat(fmt) in _NEEDS_PASSWORD
 
 
-def default_secret_name(name: str) -> str:
-    """A Kubernetes Secret name for certificate NAME: 'API_Server@prod' -> 'api-server-prod-tls'."""
+def default_secret_name(name: str, kind: str = "server") -> str:
+    """A Kubernetes Secret name for certificate NAME: 'API_Server@prod' -> 'api-server-prod-tls';
+    a client's gets '-client-tls', so a server and a client sharing a NAME get two Secrets."""
     base = re.sub(r"[^a-z0-9.-]+", "-", name.lower())
     base = re.sub(r"[-.]{2,}", "-", base).strip("-.") or "grpcpki"
-    return f"{base[: 253 - 4].rstrip('-.')}-tls"
+    suffix = "-tls" if kind == "server" else f"-{kind}-tls"
+    return f"{base[: 253 - len(suffix)].rstrip('-.')}{suffix}"
 
 
 def validate_secret_name(value: str) -> str:
@@ -153,7 +155,7 @@ def export(
         # Never package a key with a certificate it does not belong to (a half-restored backup).
         check_key_pair(chain_pem, key_pem)
     if fmt is ExportFormat.K8S:
-        data = _k8s_secret(material, chain_pem, key_pem, trust_pem, namespace, secret_name or default_secret_name(name))
+        data = _k8s_secret(material, chain_pem, key_pem, trust_pem, namespace, secret_name or default_secret_name(material.name, material.role.value))
     elif fmt is ExportFormat.PKCS12:
         assert password is not None
         data = _pkcs12_keystore(material, chain_pem, key_pem, password)

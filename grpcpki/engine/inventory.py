@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import NamedTuple
 
-from grpcpki.engine.errors import AlreadyExistsError, InventoryError, NoCAError
+from grpcpki.engine.errors import AlreadyExistsError, AmbiguousNameError, InventoryError, NoCAError
 
 KINDS = ("root", "intermediate", "cross", "server", "client")
 STATUSES = ("active", "superseded", "revoked", "archived")
@@ -55,6 +55,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE UNIQUE INDEX certificates_one_active_leaf ON certificates(name)
         WHERE status = 'active' AND kind IN ('server', 'client');
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+    # 2: names are unique per kind, so a server and a client can both be called `orders`
+    # (issue 11, item 9). Every inventory of schema 1 already satisfies the narrower rule.
+    """
+    DROP INDEX certificates_one_active_leaf;
+    CREATE UNIQUE INDEX certificates_one_active_leaf_per_kind ON certificates(name, kind)
+        WHERE status = 'active' AND kind IN ('server', 'client');
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -445,12 +452,25 @@ class Inventory:
         row = self._db.execute("SELECT * FROM certificates WHERE id = ?", (record_id,)).fetchone()
         return self._row(row) if row else None
 
-    def active_leaf(self, name: str) -> Record | None:
-        row = self._db.execute(
-            "SELECT * FROM certificates WHERE name = ? AND status = 'active' AND kind IN ('server','client')",
+    def active_leaf(self, name: str, kind: str | None = None) -> Record | None:
+        """The active server or client certificate NAME (of ``kind``). Without ``kind``, a NAME
+        that is both a server and a client certificate raises AmbiguousNameError."""
+        if kind is not None:
+            row = self._db.execute(
+                "SELECT * FROM certificates WHERE name = ? AND kind = ? AND status = 'active'", (name, kind)
+            ).fetchone()
+            return self._row(row) if row else None
+        rows = self._db.execute(
+            "SELECT * FROM certificates WHERE name = ? AND status = 'active' AND kind IN ('server','client') "
+            "ORDER BY kind DESC",
             (name,),
-        ).fetchone()
-        return self._row(row) if row else None
+        ).fetchall()
+        if len(rows) > 1:
+            raise AmbiguousNameError(
+                f"{name!r} is both a server and a client certificate",
+                f"say which: server/{name} or client/{name}",
+            )
+        return self._row(rows[0]) if rows else None
 
     # -- writes ---------------------------------------------------------------------------
     def add(self, new: NewRecord) -> Record:

@@ -609,7 +609,7 @@ def apply_plan(
                 for change in batch:
                     spec = change.spec
                     # Re-read under the lock: what this change replaces must still be the active one.
-                    existing = pki.inventory.active_leaf(spec.name) if change.record is not None else None
+                    existing = pki.inventory.active_leaf(spec.name, Role(spec.role).value) if change.record is not None else None
                     leaf = ca.issue(
                         spec.role, spec.name, sans=spec.sans, name_as_san=False, days=spec.days,
                         key_type=spec.key_type, key_pem=key_pems.get(spec.name), also_client=spec.also_client,

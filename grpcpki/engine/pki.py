@@ -150,6 +150,18 @@ class Inspection:
     verification: ChainCheck | None = None
 
 
+def split_kind(name: str, kind: str | None = None) -> tuple[str | None, str]:
+    """'server/orders' -> ('server', 'orders'); 'orders' -> (kind, 'orders'). Names cannot hold
+    '/', so the prefix form never clashes with a name."""
+    prefix, slash, rest = name.partition("/")
+    if slash and prefix in ("server", "client"):
+        if kind is not None and kind != prefix:
+            raise InvalidNameError(f"{name!r} names a {prefix} certificate, but a {kind} one is needed here",
+                                   f"use {kind}/{rest}")
+        return prefix, rest
+    return kind, name
+
+
 def validate_cert_name(name: str) -> str:
     """Names become directory names under certs/: refuse anything that could escape it."""
     if not name or name in (".", "..") or not set(name) <= _SAFE_NAME_CHARS or len(name) > 64:
@@ -453,8 +465,16 @@ class Pki:
         return self.inventory.query(kinds=("root", "intermediate", "cross"), statuses=None)
 
     # -- leaves -------------------------------------------------------------------------
-    def leaf_dir(self, name: str) -> Path:
-        return self.path / "certs" / name
+    def leaf_dir(self, name: str, kind: str | None = None) -> Path:
+        """certs/NAME/ - or certs/NAME+KIND/ for the second kind of a NAME that is both a server
+        and a client certificate (``+`` is not allowed in names, so it can never be another's)."""
+        default = self.path / "certs" / name
+        if kind not in ("server", "client"):
+            return default
+        occupant = self.inventory.active_leaf(name, "client" if kind == "server" else "server")
+        if occupant is not None and occupant.cert_path is not None and occupant.cert_path.parent == default:
+            return self.path / "certs" / f"{name}+{kind}"
+        return default
 
     def issue(
         self,
@@ -495,19 +515,22 @@ class Pki:
         (names, SANs, NAME free unless ``replace``, no NAME twice) under the lock before the
         first is signed.
         """
-        seen: set[str] = set()
+        seen: set[tuple[str, str]] = set()
         for request in requests:
-            if request.name in seen:
+            key = (request.name, Role(request.role).value)
+            if key in seen:
                 raise AlreadyExistsError(
                     f"{request.name!r} appears twice in one batch", "give each certificate a distinct name"
                 )
-            seen.add(request.name)
+            seen.add(key)
         records: list[Record] = []
         with self.transaction():
             ca = self.signing_ca()
             cross = self.cross_chain_pem()
             replaced = [
-                self.check_can_issue(r.name, sans=r.sans, name_as_san=r.name_as_san, replace=r.replace)
+                self.check_can_issue(
+                    r.name, kind=Role(r.role).value, sans=r.sans, name_as_san=r.name_as_san, replace=r.replace
+                )
                 for r in requests
             ]
             for request, existing in zip(requests, replaced, strict=True):
@@ -523,20 +546,24 @@ class Pki:
         return records
 
     def check_can_issue(
-        self, name: str, *, sans: Iterable[str | San] = (), name_as_san: bool = True, replace: bool = False
+        self, name: str, *, kind: str | None = None, sans: Iterable[str | San] = (), name_as_san: bool = True,
+        replace: bool = False,
     ) -> Record | None:
         """Raise unless NAME may be issued with these SANs (valid names, at least one SAN, NAME free
-        unless ``replace``); return the record it replaces.
+        unless ``replace``); return the record it replaces. Names are unique per ``kind``: a server
+        and a client can share one.
 
         Cheap and key-free, so a caller can run it before unlocking an encrypted CA key.
         """
         validate_cert_name(name)
         leaf_sans(name, sans, name_as_san=name_as_san)
-        existing = self.inventory.active_leaf(name)
+        existing = self.inventory.active_leaf(name, kind)
         if existing is not None and not replace:
+            other = self.inventory.active_leaf(name, "client" if existing.kind == "server" else "server")
+            target = f"{existing.kind}/{name}" if other is not None else name
             raise AlreadyExistsError(
                 f"{existing.kind} certificate {name!r} already exists (expires {existing.not_after:%Y-%m-%d})",
-                f"`grpcpki renew {name}` renews it with the same names; add --replace to reissue it with these",
+                f"`grpcpki renew {target}` renews it with the same names; add --replace to reissue it with these",
             )
         return existing
 
@@ -552,13 +579,18 @@ class Pki:
     def _store(self, leaf: Leaf, replaces: Record | None, cross_pem: bytes) -> Record:
         tx = self._tx
         assert tx is not None, "call inside Pki.transaction()"
-        directory = self.leaf_dir(leaf.name)
+        kind = leaf.role.value
+        # A reissue stays where its certificate was (servers are configured with that path).
+        directory = (
+            replaces.cert_path.parent if replaces is not None and replaces.cert_path is not None
+            else self.leaf_dir(leaf.name, kind)
+        )
         cert_path, chain_path, key_path = directory / "cert.pem", directory / "chain.pem", directory / "key.pem"
         # A leaf signed from a CSR (engine/csr.py) has no key here: its key stays with the requester.
         keyless = not leaf.key_pem
         inventory = self.inventory
         with tx.item():
-            current = self.inventory.active_leaf(leaf.name)
+            current = self.inventory.active_leaf(leaf.name, kind)
             if replaces is not None:
                 if current is None or current.id != replaces.id:
                     raise NotFoundError(
@@ -629,16 +661,33 @@ class Pki:
             result.append(destination)
         return result[0], result[1], result[2]
 
-    def find(self, name: str) -> Record:
-        record = self.inventory.active_leaf(name)
+    def find(self, name: str, kind: str | None = None) -> Record:
+        """The active leaf NAME; ``kind`` (or a ``server/NAME`` / ``client/NAME`` form) says which
+        when a server and a client share the NAME (AmbiguousNameError otherwise)."""
+        kind, name = split_kind(name, kind)
+        record = self.inventory.active_leaf(name, kind)
         if record is None:
+            other = self.inventory.active_leaf(name) if kind is not None else None
+            if other is not None:
+                raise NotFoundError(
+                    f"{name!r} is a {other.kind} certificate, not a {kind} one",
+                    f"issue a {kind} certificate under that name with `grpcpki issue {kind} {name}`",
+                )
             known = sorted({r.name for r in self.inventory.query(kinds=("server", "client"))})
             hint = f"known names: {', '.join(known[:10])}" if known else "issue one with `grpcpki issue server|client NAME`"
-            raise NotFoundError(f"no active certificate named {name!r} in {self.path}", hint)
+            what = f"{kind} certificate" if kind else "certificate"
+            raise NotFoundError(f"no active {what} named {name!r} in {self.path}", hint)
         return record
 
-    def material(self, name: str) -> Material:
-        record = self.find(name)
+    def material(self, name: str, kind: str | None = None, *, prefer: str | None = None) -> Material:
+        """The files of NAME. ``prefer``: the kind to take when NAME is both (``serve`` prefers the
+        server, ``greet`` the client), while a NAME of one kind is still used as it is (a server
+        certificate issued ``--also-client`` is a valid client)."""
+        explicit, bare = split_kind(name, kind)
+        if explicit is None and prefer is not None and self.inventory.active_leaf(bare, prefer) is not None:
+            explicit = prefer
+        record = self.find(bare, explicit)
+        name = record.name
         if record.key_path is None:
             raise NotFoundError(
                 f"{record.kind} certificate {name!r} was signed from a CSR: its private key is with whoever "
@@ -680,7 +729,8 @@ class Pki:
         record = None
         # Anything on disk but a folder is read as a file (read_file refuses FIFOs and devices by name).
         if not path.exists() or path.is_dir():
-            if os.sep in target or target.endswith((".pem", ".crt", ".key")):
+            named = split_kind(target)[0] is not None  # server/NAME or client/NAME, not a path
+            if not named and (os.sep in target or target.endswith((".pem", ".crt", ".key"))):
                 raise NotFoundError(f"file {target} does not exist", "check the path")
             record = self.find(target)
             assert record.chain_path is not None
@@ -922,6 +972,7 @@ __all__ = [
     "Material",
     "Pki",
     "inspect_file",
+    "split_kind",
     "pem_fingerprint",
     "validate_cert_name",
 ]

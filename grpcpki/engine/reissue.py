@@ -3,8 +3,8 @@
 Reissuing must not quietly drop a name a client dials by: a server that loses ``DNS:api`` or
 ``IP:10.0.0.7`` fails every handshake made to it ("No match found for server name"). So a
 replacement keeps every SAN of the certificate it supersedes, and a name goes away only when
-asked by name (``remove``). The kind stays too: a server certificate reissued as a client one
-would take down the server still presenting it (issue 11, item 1).
+asked by name (``remove``). A reissue is of the same kind: names are unique per kind, so
+``issue client NAME --replace`` never touches the server certificate NAME still in use.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import datetime
 
 from grpcpki.engine import profiles
 from grpcpki.engine.certs import leaf_sans
-from grpcpki.engine.errors import AlreadyExistsError, GrpcpkiError, InvalidNameError, NotFoundError
+from grpcpki.engine.errors import GrpcpkiError, InvalidNameError, NotFoundError
 from grpcpki.engine.inventory import Record
 from grpcpki.engine.keys import KeyType
 from grpcpki.engine.names import San, dedupe, parse_san
@@ -80,7 +80,7 @@ def plan_issue(
     validate_cert_name(name)
     removals = [s if isinstance(s, San) else parse_san(s) for s in remove_sans]
     explicit = [s if isinstance(s, San) else parse_san(s) for s in sans]
-    existing = pki.inventory.active_leaf(name)
+    existing = pki.inventory.active_leaf(name, role.value)  # names are unique per kind
     if existing is None or not replace:
         if removals:
             raise GrpcpkiError(
@@ -89,14 +89,8 @@ def plan_issue(
                 else "add --replace to reissue the existing certificate without them",
             )
         # The usual checks, including "NAME exists: renew it, or --replace".
-        pki.check_can_issue(name, sans=explicit, name_as_san=name_as_san, replace=replace)
+        pki.check_can_issue(name, kind=role.value, sans=explicit, name_as_san=name_as_san, replace=replace)
         return IssuePlan(role, name, tuple(explicit), name_as_san, also_client, also_server, existing, None)
-    if existing.kind != role.value:
-        raise AlreadyExistsError(
-            f"{name!r} is a {existing.kind} certificate; --replace keeps its kind, so it cannot become a "
-            f"{role.value} certificate (whoever presents it as a {existing.kind} would start failing)",
-            f"issue the {role.value} certificate under another name, e.g. `grpcpki issue {role.value} {name}-{role.value}`",
-        )
     before = tuple(parse_san(s) for s in existing.sans)
     merged = dedupe([*before, *explicit])
     unknown = [s for s in removals if s not in merged]
@@ -112,7 +106,7 @@ def plan_issue(
             "keep one name, or add another with --dns/--ip/--uri/--spiffe-id",
         )
     leaf_sans(name, after, name_as_san=False)  # the same validation a new certificate gets
-    pki.check_can_issue(name, sans=after, name_as_san=False, replace=True)
+    pki.check_can_issue(name, kind=role.value, sans=after, name_as_san=False, replace=True)
     return IssuePlan(
         role, name, after, False,
         also_client=also_client or (role is Role.SERVER and "clientAuth" in existing.eku),
@@ -132,7 +126,7 @@ def issue_planned(
     reissued or revoked NAME since, the merged names may be stale, so this refuses instead.
     """
     with pki.transaction():
-        current = pki.inventory.active_leaf(plan.name)
+        current = pki.inventory.active_leaf(plan.name, plan.role.value)
         if plan.replaces is not None and (current is None or current.id != plan.replaces.id):
             raise NotFoundError(
                 f"{plan.name!r} changed while this command ran (another grpcpki command reissued or revoked it)",

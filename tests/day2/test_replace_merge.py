@@ -66,8 +66,6 @@ def test_bad_removals_and_kind_changes_are_refused_and_write_nothing(
             "--remove-san", "IP:10.0.0.7"),
         "would leave 'api.example.com' with no SAN",
     )
-    # Turning a server certificate into a client one would break the server that presents it.
-    assert_clean_error(cli("issue", "client", "api.example.com", "--replace"), "keeps its kind", "another name")
     assert_clean_error(cli("issue", "server", "nope.example.com", "--replace", "--remove-san", "DNS:x"),
                        "--remove-san takes names off an existing certificate")
     usage = cli("issue", "server", "api.example.com", "--remove-san", "IP:10.0.0.7")
@@ -75,3 +73,18 @@ def test_bad_removals_and_kind_changes_are_refused_and_write_nothing(
     usage = cli("issue", "server", "api.example.com", "--replace", "--remove-san", "bad..name")
     assert usage.code == 2 and "--remove-san" in usage.stderr
     assert tree(tmp_path / "pki") == before
+
+
+def test_replace_never_repurposes_the_other_kind(cli: Callable[..., Result], tmp_path: Path) -> None:
+    """`issue client NAME --replace` (as a careless fix might suggest) makes a client certificate
+    beside the server one: names are unique per kind, so the server in use is untouched."""
+    pki = tmp_path / "pki"
+    assert cli("init-ca").code == 0
+    assert cli("issue", "server", "localhost").code == 0
+    server_cert = (pki / "certs/localhost/cert.pem").read_bytes()
+    result = cli("issue", "client", "localhost", "--replace", "--json")
+    assert result.code == 0, result.output
+    assert "san_change" not in json.loads(result.stdout)  # nothing was replaced
+    assert (pki / "certs/localhost/cert.pem").read_bytes() == server_cert
+    kinds = {r["kind"] for r in json.loads(cli("list", "--json").stdout) if r["name"] == "localhost"}
+    assert kinds == {"server", "client"}

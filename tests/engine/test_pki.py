@@ -122,8 +122,10 @@ def test_duplicate_names_are_refused_before_anything_is_written(tmp_path: Path) 
     pki.issue(Role.SERVER, "localhost")
     before = {p: p.read_bytes() for p in (tmp_path / "pki").rglob("*.pem")}
     with pytest.raises(AlreadyExistsError, match="renew localhost"):
-        pki.issue(Role.CLIENT, "localhost")
+        pki.issue(Role.SERVER, "localhost")
     assert {p: p.read_bytes() for p in (tmp_path / "pki").rglob("*.pem")} == before
+    # Names are unique per kind: a client may share the server's name (issue 11, item 9).
+    assert pki.issue(Role.CLIENT, "localhost").chain_path == tmp_path / "pki/certs/localhost+client/chain.pem"
 
 
 def test_failed_store_leaves_files_and_rows_unchanged(tmp_path: Path) -> None:
