@@ -44,6 +44,12 @@ def test_names_complete_per_command(cli: Callable[..., Result], tmp_path: Path) 
     # --pki after the command name and GRPCPKI_HOME are honoured too.
     assert _complete(f"grpcpki inspect --pki {pki} a", tmp_path) == ["api.internal"]
     assert _complete("grpcpki doctor w", tmp_path, env={"GRPCPKI_HOME": pki}) == ["web"]
+    # A NAME that is both a server and a client is offered in the form the commands accept.
+    assert cli("issue", "client", "localhost").code == 0
+    assert _complete(f"grpcpki --pki {pki} export ", tmp_path) == ["api.internal", "server/localhost", "client/localhost", "web"]
+    assert _complete(f"grpcpki --pki {pki} export client/", tmp_path) == ["client/localhost"]
+    assert _complete(f"grpcpki --pki {pki} greet --name l", tmp_path) == ["localhost"]
+    assert cli("revoke", "client/localhost").code == 0
     # Revoked certificates are not offered.
     assert cli("revoke", "web").code == 0
     assert _complete(f"grpcpki --pki {pki} export ", tmp_path) == ["api.internal", "localhost"]
