@@ -18,11 +18,10 @@ not hand out enrollments.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from grpcpki.engine.inventory import Inventory
 
@@ -194,15 +193,22 @@ class SqlEnrollmentStore:
             sql += " WHERE name = ?"
             params = (name,)
         rows = self._inventory.execute(sql + " ORDER BY id", params).fetchall()
+        mapped = [_columns(r) for r in rows]
         return [
             AuditRow(parse_iso(r["at"]), r["action"], r["name"], r["kind"], r["serial"], tuple(json.loads(r["sans"])),
                      r["actor"], r["replica"], r["peer"])
-            for r in rows
+            for r in mapped
         ]
 
 
-def _token(row: sqlite3.Row) -> TokenRow:
-    get = row.__getitem__
+def _columns(row: Any) -> Any:
+    # sqlite3.Row reads by column name itself; a SQLAlchemy Row (the inventory moving onto
+    # SQLAlchemy Core) through its ``_mapping``.
+    return getattr(row, "_mapping", row)
+
+
+def _token(row: Any) -> TokenRow:
+    get = _columns(row).__getitem__
     used_at = get("used_at")
     return TokenRow(
         token_hash=get("token_hash"), token_id=get("token_id"), name=get("name"), kind=get("kind"),
