@@ -194,7 +194,7 @@ def main(args: list[str] | None = None, prog_name: str | None = None) -> NoRetur
         if os.environ.get("GRPCPKI_DEBUG"):
             raise
         _render_error(
-            f"unexpected error: {type(exc).__name__}: {exc}",
+            f"unexpected error: {type(exc).__name__}: {_first_line(exc)}",
             "this is a bug in grpcpki; rerun with GRPCPKI_DEBUG=1 for the traceback and report it",
         )
         sys.exit(1)
@@ -205,3 +205,10 @@ def _render_error(message: str, hint: str | None) -> None:
     from grpcpki.cli.console import render_error
 
     render_error(message, hint)
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message without what follows its first line (SQLAlchemy appends the SQL
+    statement, its parameters and a link): the error stays one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""

@@ -1,70 +1,63 @@
-"""The SQLite inventory of everything a PKI directory has issued.
+"""The inventory of everything a PKI has issued: SQLite by default, PostgreSQL for teams.
 
-One file, ``inventory.db``, beside the certificates. The schema is versioned with
-``PRAGMA user_version``; :data:`MIGRATIONS` upgrades older files in place, and a file from a
-newer grpcpki is refused rather than misread.
+By default one file, ``inventory.db``, beside the certificates. ``--db URL`` / ``GRPCPKI_DB``
+(``postgresql+psycopg://user@host:5432/pki``) points it at a PostgreSQL database that several
+operators' PKI directories, on several machines, share (docs/team.md).
+
+Statements are SQLAlchemy Core against the tables of :mod:`grpcpki.engine.schema`; the schema is
+versioned by the Alembic revisions in ``grpcpki/engine/migrations`` and upgraded in place when a
+command opens the inventory (:meth:`Inventory._migrate`). An SQLite file made before Alembic
+(``PRAGMA user_version = 1``) holds exactly revision 0001, so it is stamped, not rebuilt. A
+database from a newer grpcpki is refused rather than misread.
+
+Transactions are ours, not the driver's: the connection runs in autocommit mode and
+:meth:`Inventory.transaction` sends BEGIN (``BEGIN IMMEDIATE`` on SQLite: a writer takes the
+write lock up front instead of failing with SQLITE_BUSY when a read turns into a write) and one
+COMMIT, which is the store's commit point (journal.py), spanning the file writes it describes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
-import sqlite3
+import os
+import socket
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import NullPool
 
 from grpcpki.engine.errors import AlreadyExistsError, AmbiguousNameError, InventoryError, NoCAError
+from grpcpki.engine.schema import HEAD_REVISION, KINDS, STATUSES, certificates, meta
 
-KINDS = ("root", "intermediate", "cross", "server", "client")
-STATUSES = ("active", "superseded", "revoked", "archived")
+INVENTORY_FILE = "inventory.db"
+DB_ENV = "GRPCPKI_DB"
+# PRAGMA user_version of an SQLite inventory: 1 and 2 were the hand-written schemas, 3 says "Alembic
+# keeps this one" so that a grpcpki from before Alembic refuses it instead of writing blind.
+SCHEMA_VERSION = 3
+# What each hand-written schema holds, table for table: stamped, not rebuilt.
+_LEGACY_REVISIONS = {1: "0001", 2: "0002"}
+# A transaction-scoped advisory lock key (pg_advisory_xact_lock): two processes that open a fresh
+# PostgreSQL database at once migrate it one after the other.
+_MIGRATION_LOCK = 0x6772_7063_6D69_6772
+IntegrityError = sa_exc.IntegrityError
 
-# Each entry upgrades user_version N to N+1. Never edit a released step; append a new one.
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE certificates (
-        id            INTEGER PRIMARY KEY,
-        serial        TEXT NOT NULL UNIQUE,           -- lowercase hex, no separators
-        kind          TEXT NOT NULL CHECK (kind IN ('root','intermediate','cross','server','client')),
-        name          TEXT NOT NULL,
-        subject       TEXT NOT NULL,
-        sans          TEXT NOT NULL DEFAULT '[]',     -- JSON list of "DNS:x" / "IP:x" / "URI:x"
-        issuer        TEXT NOT NULL,
-        not_before    TEXT NOT NULL,                  -- ISO 8601 UTC, sortable
-        not_after     TEXT NOT NULL,
-        fingerprint   TEXT NOT NULL,                  -- SHA-256 of the DER certificate
-        key_type      TEXT NOT NULL,
-        status        TEXT NOT NULL CHECK (status IN ('active','superseded','revoked','archived')),
-        eku           TEXT NOT NULL DEFAULT '[]',     -- JSON list, e.g. ["serverAuth"]
-        ca_generation INTEGER,                        -- CA generation that issued it (or is, for CAs)
-        cert_path     TEXT,                           -- relative to the PKI directory
-        chain_path    TEXT,
-        key_path      TEXT,
-        superseded_by INTEGER REFERENCES certificates(id),
-        revoked_at    TEXT,
-        revocation_reason TEXT,
-        created_at    TEXT NOT NULL
-    );
-    -- `grpcpki issue/renew/inspect NAME` look up the active certificate by name.
-    CREATE INDEX certificates_name_status ON certificates(name, status);
-    -- `grpcpki list --expiring` and renewal scans.
-    CREATE INDEX certificates_status_not_after ON certificates(status, not_after);
-    -- At most one active leaf per name: a name is how servers and clients find their files.
-    CREATE UNIQUE INDEX certificates_one_active_leaf ON certificates(name)
-        WHERE status = 'active' AND kind IN ('server', 'client');
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    """,
-    # 2: names are unique per kind, so a server and a client can both be called `orders`
-    # (issue 11, item 9). Every inventory of schema 1 already satisfies the narrower rule.
-    """
-    DROP INDEX certificates_one_active_leaf;
-    CREATE UNIQUE INDEX certificates_one_active_leaf_per_kind ON certificates(name, kind)
-        WHERE status = 'active' AND kind IN ('server', 'client');
-    """,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
+
+def database_url(explicit: str | None = None) -> str | None:
+    """The database URL in force: ``explicit`` (``--db``), else ``$GRPCPKI_DB``, else None
+    (the embedded SQLite file of the PKI directory)."""
+    return explicit or os.environ.get(DB_ENV) or None
+
+
+def inventory_present(root: Path) -> bool:
+    """Is there an inventory for ``root``: a database URL, or the SQLite file?"""
+    return database_url() is not None or (root / INVENTORY_FILE).is_file()
 
 
 _DAY = timedelta(days=1)
@@ -228,112 +221,201 @@ class Listed(NamedTuple):
 
 
 class Inventory:
-    """Typed access to ``inventory.db``. Use :meth:`transaction` to group writes."""
+    """Typed access to the inventory. Use :meth:`transaction` to group writes.
 
-    def __init__(self, db_path: Path, root: Path) -> None:
+    ``url`` (default: :func:`database_url`) selects the database; without one it is the SQLite
+    file ``db_path``.
+    """
+
+    def __init__(self, db_path: Path, root: Path, url: str | None = None) -> None:
         self.db_path = db_path
         self.root = root
+        self.url = url if url is not None else database_url()
+        self._in_txn = False
+        self._engine = _create_engine(self.url, db_path)
+        self.dialect = self._engine.dialect.name
+        self.shared = self.dialect != "sqlite"
         try:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction can
-            # span the file writes it describes.
-            self._db = sqlite3.connect(db_path, isolation_level=None, timeout=30)
-        except sqlite3.Error as exc:
-            raise InventoryError(f"cannot open inventory {db_path}: {exc}", "check the PKI directory") from None
-        self._identity = _file_identity(db_path)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA busy_timeout = 30000")
-        self._migrate()
-        self._use_wal()
+            self._conn = self._engine.connect()
+        except sa_exc.DBAPIError as exc:
+            self._engine.dispose()
+            raise InventoryError(
+                f"cannot open the inventory {self.location}: {_first_line(exc)}",
+                "check --db / GRPCPKI_DB and that the database server is up" if self.shared
+                else "check the PKI directory",
+            ) from None
+        self._identity = _file_identity(db_path) if not self.shared else None
+        try:
+            if self.dialect == "sqlite":
+                self._conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+                self._conn.exec_driver_sql("PRAGMA busy_timeout = 30000")
+            self._migrate()
+            if self.dialect == "sqlite":
+                self._use_wal()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def location(self) -> str:
+        """Where the rows live, for messages (a URL without its password)."""
+        if not self.shared:
+            return str(self.db_path)
+        return sa.make_url(self.url or "").render_as_string(hide_password=True)
+
+    @property
+    def origin(self) -> str:
+        """This PKI directory on this machine, among all that share a database (journal markers)."""
+        text = f"{socket.gethostname()}:{os.path.realpath(self.root)}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def _use_wal(self) -> None:
         """WAL: readers (list, inspect, serve) never wait for a writer, and a writer never waits
         for readers (https://sqlite.org/wal.html). The mode is stored in the file, so this is a
         no-op after the first time; a read-only user who cannot switch it still reads."""
         try:
-            mode = self._db.execute("PRAGMA journal_mode").fetchone()[0]
+            mode = self._conn.exec_driver_sql("PRAGMA journal_mode").scalar()
             if str(mode).lower() != "wal":
-                self._db.execute("PRAGMA journal_mode = WAL")
+                self._conn.exec_driver_sql("PRAGMA journal_mode = WAL")
             # FULL: a commit is on disk when COMMIT returns; the store's commit point (journal.py) relies on it.
-            self._db.execute("PRAGMA synchronous = FULL")
-        except sqlite3.Error:
+            self._conn.exec_driver_sql("PRAGMA synchronous = FULL")
+        except sa_exc.DBAPIError:
             pass
 
     def close(self) -> None:
-        self._db.close()
+        with contextlib.suppress(sa_exc.SQLAlchemyError):
+            self._conn.close()
+        self._engine.dispose()
 
+    # -- schema ---------------------------------------------------------------------------
     def _migrate(self) -> None:
-        try:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise InventoryError(
-                f"{self.db_path} is not a grpcpki inventory ({exc})", "restore it from backup or move it aside"
-            ) from None
-        if version > SCHEMA_VERSION:
-            raise InventoryError(
-                f"{self.db_path} was written by a newer grpcpki (schema {version}, this one knows {SCHEMA_VERSION})",
-                "upgrade grpcpki",
-            )
-        for step in range(version, SCHEMA_VERSION):
-            with self.transaction():
-                for statement in _statements(MIGRATIONS[step]):
-                    self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {step + 1}")
+        user_version = 0
+        if self.dialect == "sqlite":
+            try:
+                user_version = int(self._conn.exec_driver_sql("PRAGMA user_version").scalar() or 0)
+            except sa_exc.DatabaseError as exc:
+                raise InventoryError(
+                    f"{self.db_path} is not a grpcpki inventory ({_first_line(exc)})",
+                    "restore it from backup or move it aside",
+                ) from None
+            if user_version > SCHEMA_VERSION:
+                raise self._newer(f"schema {user_version}, this one knows {SCHEMA_VERSION}")
+        if self._revision() == HEAD_REVISION and user_version in (0, SCHEMA_VERSION):
+            return
+        with self.transaction():
+            if self.dialect == "postgresql":
+                self._conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _signed(_MIGRATION_LOCK)})
+            self._upgrade(user_version)
 
-    @contextmanager
+    def _upgrade(self, user_version: int) -> None:
+        """Alembic, on our connection and inside our transaction: all of it lands or none."""
+        from alembic import command
+        from alembic.config import Config
+        from alembic.util import CommandError
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+        config.attributes["connection"] = self._conn
+        try:
+            if self._revision() is None and user_version in _LEGACY_REVISIONS:
+                command.stamp(config, _LEGACY_REVISIONS[user_version])  # made by the hand-written migrations
+            command.upgrade(config, "head")
+        except CommandError as exc:
+            # A revision this grpcpki has never heard of: a newer grpcpki migrated the database.
+            raise self._newer(f"Alembic: {exc}") from None
+        if self.dialect == "sqlite":
+            self._conn.exec_driver_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _newer(self, detail: str) -> InventoryError:
+        return InventoryError(
+            f"{self.location} was written by a newer grpcpki ({detail})", "upgrade grpcpki"
+        )
+
+    def _revision(self) -> str | None:
+        """The Alembic revision the database is at (None before Alembic), without an error when
+        the table is missing: a failed statement would abort a PostgreSQL transaction."""
+        if self.dialect == "sqlite":
+            exists = self._conn.exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            ).scalar()
+        else:
+            exists = self._conn.execute(sa.text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar()
+        if not exists:
+            return None
+        version = self._conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        return str(version) if version is not None else None
+
+    # -- transactions ---------------------------------------------------------------------
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT; rolled back if the block raises (files and rows agree)."""
-        if self._db.in_transaction:
+        """BEGIN ... COMMIT; rolled back if the block raises (files and rows agree)."""
+        if self._in_txn:
             yield
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        self._conn.exec_driver_sql("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+        self._in_txn = True
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._in_txn = False
+            with contextlib.suppress(sa_exc.DBAPIError):
+                self._conn.exec_driver_sql("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._conn.exec_driver_sql("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sa_exc.DBAPIError):
+                self._conn.exec_driver_sql("ROLLBACK")
+            raise
+        finally:
+            self._in_txn = False
 
     def replaced(self) -> bool:
         """True if ``inventory.db`` is no longer the file this connection reads (the PKI was
         swapped by `init-ca --force` while this process waited for the lock)."""
-        return _file_identity(self.db_path) != self._identity
+        return not self.shared and _file_identity(self.db_path) != self._identity
 
     @property
     def in_transaction(self) -> bool:
-        return self._db.in_transaction
+        return self._in_txn
 
-    def execute(self, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
-        """Run one statement on the inventory's connection (savepoints, store bookkeeping)."""
-        return self._db.execute(sql, params)
+    def execute(self, sql: str, params: Sequence[object] = ()) -> Any:
+        """Run one statement in the driver's own SQL on the inventory's connection (savepoints)."""
+        return self._conn.exec_driver_sql(sql, tuple(params)) if params else self._conn.exec_driver_sql(sql)
+
+    def _ts(self, moment: datetime) -> object:
+        """A timestamp as the backend stores it: ISO text on SQLite, a UTC datetime on PostgreSQL."""
+        if self.dialect == "sqlite":
+            return _iso(moment)
+        return moment.astimezone(UTC).replace(microsecond=0)
 
     # -- reads ----------------------------------------------------------------------------
-    def _row(self, row: sqlite3.Row) -> Record:
+    def _row(self, row: Any) -> Record:
         def path(value: str | None) -> Path | None:
             return self.root / value if value else None
 
         return Record(
-            id=row["id"],
-            serial=row["serial"],
-            kind=row["kind"],
-            name=row["name"],
-            subject=row["subject"],
-            sans=tuple(json.loads(row["sans"])),
-            issuer=row["issuer"],
-            not_before=_parse(row["not_before"]),
-            not_after=_parse(row["not_after"]),
-            fingerprint=row["fingerprint"],
-            key_type=row["key_type"],
-            status=row["status"],
-            eku=tuple(json.loads(row["eku"])),
-            ca_generation=row["ca_generation"],
-            cert_path=path(row["cert_path"]),
-            chain_path=path(row["chain_path"]),
-            key_path=path(row["key_path"]),
-            superseded_by=row["superseded_by"],
-            revoked_at=_parse(row["revoked_at"]) if row["revoked_at"] else None,
-            revocation_reason=row["revocation_reason"],
-            created_at=_parse(row["created_at"]),
+            id=row.id,
+            serial=row.serial,
+            kind=row.kind,
+            name=row.name,
+            subject=row.subject,
+            sans=tuple(json.loads(row.sans)),
+            issuer=row.issuer,
+            not_before=_moment(row.not_before),
+            not_after=_moment(row.not_after),
+            fingerprint=row.fingerprint,
+            key_type=row.key_type,
+            status=row.status,
+            eku=tuple(json.loads(row.eku)),
+            ca_generation=row.ca_generation,
+            cert_path=path(row.cert_path),
+            chain_path=path(row.chain_path),
+            key_path=path(row.key_path),
+            superseded_by=row.superseded_by,
+            revoked_at=_moment(row.revoked_at) if row.revoked_at else None,
+            revocation_reason=row.revocation_reason,
+            created_at=_moment(row.created_at),
         )
 
     def query(
@@ -368,8 +450,13 @@ class Inventory:
         Reads through the (status, not_after) index when statuses are given, so the expiry order
         and an ``expiring_before`` bound cost no sort. The rows are read from one snapshot.
         """
-        for row in self._stream(kinds, statuses, name, expiring_before, ca_generation, limit):
+        stmt = self._select(list(certificates.c), kinds, statuses, name, expiring_before, ca_generation, limit)
+        for row in self._stream(stmt):
             yield self._row(row)
+
+    _LISTED = ("name", "kind", "status", "serial", "subject", "sans", "issuer", "not_before", "not_after",
+               "fingerprint", "key_type", "eku", "ca_generation", "cert_path", "chain_path", "key_path",
+               "revoked_at", "revocation_reason", "created_at")
 
     def iter_listing(
         self,
@@ -385,51 +472,80 @@ class Inventory:
         row was over half the cost of listing 100,000 certificates (bench/list.py).
         """
         root = str(self.root)
-        loads, parse = _string_list, _parse
+        loads, moment = _string_list, _moment
 
         def path(value: str | None) -> str | None:
             return None if not value else value if value.startswith("/") else f"{root}/{value}"
 
-        columns = (
-            "name, kind, status, serial, subject, sans, issuer, not_before, not_after, fingerprint, key_type, eku, "
-            "ca_generation, cert_path, chain_path, key_path, revoked_at, revocation_reason, created_at"
-        )
-        # Plain tuples (no sqlite3.Row) and named columns: the cheapest rows SQLite hands out.
+        columns = [certificates.c[column] for column in self._LISTED]
+        stmt = self._select(columns, kinds, statuses, None, expiring_before, None, limit)
         for (name, kind, status, serial, subject, sans, issuer, not_before, not_after, fingerprint, key_type, eku,
              ca_generation, cert_path, chain_path, key_path, revoked_at, reason, created_at) in self._stream(
-                kinds, statuses, None, expiring_before, None, limit, columns=columns):
+                stmt, snapshot=True):
             yield Listed(
-                name, kind, status, serial, subject, loads(sans), issuer, parse(not_before), parse(not_after),
+                name, kind, status, serial, subject, loads(sans), issuer, moment(not_before), moment(not_after),
                 fingerprint, key_type, loads(eku), ca_generation, path(cert_path), path(chain_path), path(key_path),
-                parse(revoked_at) if revoked_at else None, reason, parse(created_at),
+                moment(revoked_at) if revoked_at else None, reason, moment(created_at),
             )
 
-    def _stream(
+    def _select(
         self,
+        columns: list[Any],
         kinds: Sequence[str] | None,
         statuses: Sequence[str] | None,
         name: str | None,
         expiring_before: datetime | None,
         ca_generation: int | None,
         limit: int | None,
-        *,
-        columns: str | None = None,
-    ) -> Iterator[sqlite3.Row]:
-        where, params = _where(kinds, statuses, name, expiring_before, ca_generation)
-        sql = f"SELECT {columns or '*'} FROM certificates {where} ORDER BY not_after, name"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        # A cursor of its own: a write on self._db while the caller iterates must not reset it.
-        cursor = self._db.cursor()
-        if columns is not None:
-            cursor.row_factory = None  # plain tuples
+    ) -> sa.Select[Any]:
+        stmt = sa.select(*columns).where(
+            *self._filters(kinds, statuses, name, expiring_before, ca_generation)
+        ).order_by(certificates.c.not_after, certificates.c.name)
+        return stmt.limit(limit) if limit is not None else stmt
+
+    def _stream(self, stmt: sa.Select[Any], *, snapshot: bool = False) -> Iterator[Any]:
+        """The rows of ``stmt``, fetched 512 at a time.
+
+        SQLite: a cursor of its own on this connection (a write while the caller iterates must
+        not reset it), which steps through the B-tree as it goes. PostgreSQL, for a listing
+        outside a write: a server-side cursor on a second connection in one REPEATABLE READ
+        snapshot, so the client never holds the whole result; inside a write transaction the
+        rows must come from this connection, which sees the transaction's own changes.
+        """
+        if self.dialect == "postgresql" and snapshot and not self._in_txn:
+            with self._engine.connect() as reader:
+                reader = reader.execution_options(isolation_level="REPEATABLE READ")
+                with reader.begin():
+                    result = reader.execution_options(stream_results=True, yield_per=512).execute(stmt)
+                    yield from result
+            return
+        result = self._conn.execution_options(yield_per=512).execute(stmt)
         try:
-            cursor.execute(sql, params)
-            while rows := cursor.fetchmany(512):
-                yield from rows
+            yield from result
         finally:
-            cursor.close()
+            result.close()
+
+    def _filters(
+        self,
+        kinds: Sequence[str] | None,
+        statuses: Sequence[str] | None,
+        name: str | None,
+        expiring_before: datetime | None,
+        ca_generation: int | None,
+    ) -> list[sa.ColumnElement[bool]]:
+        c = certificates.c
+        clauses: list[sa.ColumnElement[bool]] = []
+        if kinds:
+            clauses.append(c.kind.in_(list(kinds)))
+        if statuses:
+            clauses.append(c.status.in_(list(statuses)))
+        if name is not None:
+            clauses.append(c.name == name)
+        if expiring_before is not None:
+            clauses.append(c.not_after < self._ts(expiring_before))
+        if ca_generation is not None:
+            clauses.append(c.ca_generation == ca_generation)
+        return clauses
 
     def count(
         self,
@@ -441,30 +557,31 @@ class Inventory:
         ca_generation: int | None = None,
     ) -> int:
         """How many rows :meth:`iter_records` would yield with the same filters."""
-        where, params = _where(kinds, statuses, name, expiring_before, ca_generation)
-        return int(self._db.execute(f"SELECT count(*) FROM certificates {where}", params).fetchone()[0])
+        stmt = sa.select(sa.func.count()).select_from(certificates).where(
+            *self._filters(kinds, statuses, name, expiring_before, ca_generation)
+        )
+        return int(self._conn.execute(stmt).scalar() or 0)
+
+    def _one(self, *where: sa.ColumnElement[bool]) -> Record | None:
+        row = self._conn.execute(sa.select(certificates).where(*where)).first()
+        return self._row(row) if row is not None else None
 
     def by_serial(self, serial: str) -> Record | None:
-        row = self._db.execute("SELECT * FROM certificates WHERE serial = ?", (serial.lower(),)).fetchone()
-        return self._row(row) if row else None
+        return self._one(certificates.c.serial == serial.lower())
 
     def by_id(self, record_id: int) -> Record | None:
-        row = self._db.execute("SELECT * FROM certificates WHERE id = ?", (record_id,)).fetchone()
-        return self._row(row) if row else None
+        return self._one(certificates.c.id == record_id)
 
     def active_leaf(self, name: str, kind: str | None = None) -> Record | None:
         """The active server or client certificate NAME (of ``kind``). Without ``kind``, a NAME
         that is both a server and a client certificate raises AmbiguousNameError."""
+        c = certificates.c
         if kind is not None:
-            row = self._db.execute(
-                "SELECT * FROM certificates WHERE name = ? AND kind = ? AND status = 'active'", (name, kind)
-            ).fetchone()
-            return self._row(row) if row else None
-        rows = self._db.execute(
-            "SELECT * FROM certificates WHERE name = ? AND status = 'active' AND kind IN ('server','client') "
-            "ORDER BY kind DESC",
-            (name,),
-        ).fetchall()
+            return self._one(c.name == name, c.kind == kind, c.status == "active")
+        rows = self._conn.execute(
+            sa.select(certificates).where(c.name == name, c.status == "active", c.kind.in_(["server", "client"]))
+            .order_by(c.kind.desc())
+        ).all()
         if len(rows) > 1:
             raise AmbiguousNameError(
                 f"{name!r} is both a server and a client certificate",
@@ -485,19 +602,18 @@ class Inventory:
         created = datetime.now(UTC).replace(microsecond=0)
         with self.transaction():
             try:
-                cursor = self._db.execute(
-                    """INSERT INTO certificates (serial, kind, name, subject, sans, issuer, not_before, not_after,
-                       fingerprint, key_type, status, eku, ca_generation, cert_path, chain_path, key_path,
-                       created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                    (
-                        new.serial.lower(), new.kind, new.name, new.subject, json.dumps(list(new.sans)), new.issuer,
-                        _iso(new.not_before), _iso(new.not_after), new.fingerprint, new.key_type, new.status,
-                        json.dumps(list(new.eku)), new.ca_generation, rel(new.cert_path), rel(new.chain_path),
-                        rel(new.key_path), _iso(created),
-                    ),
+                result = self._conn.execute(
+                    certificates.insert().values(
+                        serial=new.serial.lower(), kind=new.kind, name=new.name, subject=new.subject,
+                        sans=json.dumps(list(new.sans)), issuer=new.issuer, not_before=self._ts(new.not_before),
+                        not_after=self._ts(new.not_after), fingerprint=new.fingerprint, key_type=new.key_type,
+                        status=new.status, eku=json.dumps(list(new.eku)), ca_generation=new.ca_generation,
+                        cert_path=rel(new.cert_path), chain_path=rel(new.chain_path), key_path=rel(new.key_path),
+                        created_at=self._ts(created),
+                    )
                 )
-            except sqlite3.IntegrityError as exc:
-                if "serial" in str(exc):
+            except sa_exc.IntegrityError as exc:
+                if "serial" in str(exc.orig):
                     raise InventoryError(f"serial {new.serial} is already in the inventory", "issue again") from None
                 # certificates_one_active_leaf: another process (or an earlier item of the same
                 # batch) made NAME active first.
@@ -505,9 +621,10 @@ class Inventory:
                     f"{new.kind} certificate {new.name!r} already exists",
                     f"`grpcpki renew {new.name}` renews it; add --replace to reissue it with new names",
                 ) from None
+        record_id = result.inserted_primary_key[0] if result.inserted_primary_key else 0
         # Built from what was inserted rather than read back: a batch of thousands saves a query each.
         return Record(
-            id=int(cursor.lastrowid or 0), serial=new.serial.lower(), kind=new.kind, name=new.name,
+            id=int(record_id or 0), serial=new.serial.lower(), kind=new.kind, name=new.name,
             subject=new.subject, sans=tuple(new.sans), issuer=new.issuer,
             not_before=_parse(_iso(new.not_before)), not_after=_parse(_iso(new.not_after)),
             fingerprint=new.fingerprint, key_type=new.key_type, status=new.status, eku=tuple(new.eku),
@@ -528,43 +645,68 @@ class Inventory:
         revocation_reason: str | None = None,
         paths: tuple[Path | None, Path | None, Path | None] | None = None,
     ) -> None:
+        """Move a record to ``status``. Revoked is final: a conditional update never takes a
+        revoked certificate back to active or superseded, whichever process asks (RFC 5280 5.3.1:
+        only certificateHold may be undone, and grpcpki never puts a certificate on hold)."""
+        c = certificates.c
+        values: dict[str, object] = {"status": status}
+        if superseded_by is not None:
+            values["superseded_by"] = superseded_by
+        if status == "revoked":
+            values["revoked_at"] = self._ts(datetime.now(UTC))
+            values["revocation_reason"] = revocation_reason
+        if paths is not None:
+            values.update(zip(("cert_path", "chain_path", "key_path"), self._rel_paths(paths), strict=True))
+        stmt = certificates.update().where(c.id == record_id)
+        if status in ("active", "superseded"):
+            stmt = stmt.where(c.status != "revoked")
         with self.transaction():
-            self._db.execute("UPDATE certificates SET status = ? WHERE id = ?", (status, record_id))
-            if superseded_by is not None:
-                self._db.execute("UPDATE certificates SET superseded_by = ? WHERE id = ?", (superseded_by, record_id))
-            if status == "revoked":
-                self._db.execute(
-                    "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE id = ?",
-                    (_iso(datetime.now(UTC)), revocation_reason, record_id),
+            if self._conn.execute(stmt.values(**values)).rowcount == 0 and self.by_id(record_id) is not None:
+                raise InventoryError(
+                    f"certificate #{record_id} was revoked meanwhile; it cannot become {status}",
+                    "issue a new certificate for this name",
                 )
-            if paths is not None:
-                rel = [str(p.relative_to(self.root)) if p else None for p in paths]
-                self._db.execute(
-                    "UPDATE certificates SET cert_path = ?, chain_path = ?, key_path = ? WHERE id = ?",
-                    (*rel, record_id),
-                )
+
+    def _rel_paths(self, paths: tuple[Path | None, Path | None, Path | None]) -> list[str | None]:
+        return [str(p.relative_to(self.root)) if p else None for p in paths]
 
     def set_paths(self, record_id: int, paths: tuple[Path | None, Path | None, Path | None]) -> None:
         """Where a record's cert.pem, chain.pem and key.pem are now (e.g. after archiving)."""
-        rel = [str(p.relative_to(self.root)) if p else None for p in paths]
+        cert_path, chain_path, key_path = self._rel_paths(paths)
         with self.transaction():
-            self._db.execute(
-                "UPDATE certificates SET cert_path = ?, chain_path = ?, key_path = ? WHERE id = ?", (*rel, record_id)
+            self._conn.execute(
+                certificates.update().where(certificates.c.id == record_id).values(
+                    cert_path=cert_path, chain_path=chain_path, key_path=key_path
+                )
             )
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else default
+        value = self._conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar()
+        return str(value) if value is not None else default
 
     def set_meta(self, key: str, value: str | None) -> None:
         with self.transaction():
             if value is None:
-                self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+                self._conn.execute(meta.delete().where(meta.c.key == key))
+                return
+            if self.dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                pg_stmt = pg_insert(meta).values(key=key, value=value)
+                self._conn.execute(pg_stmt.on_conflict_do_update(index_elements=[meta.c.key], set_={"value": value}))
             else:
-                self._db.execute(
-                    "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (key, value),
+                from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+                lite_stmt = sqlite_insert(meta).values(key=key, value=value)
+                self._conn.execute(
+                    lite_stmt.on_conflict_do_update(index_elements=[meta.c.key], set_={"value": value})
                 )
+
+    def forget_meta(self, prefix: str, *, keep: str) -> None:
+        """Delete every meta key starting with ``prefix`` except ``keep`` (old commit markers)."""
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self.transaction():
+            self._conn.execute(meta.delete().where(meta.c.key.like(pattern, escape="\\"), meta.c.key != keep))
 
 
 def open_inventory(pki_dir: Path | str) -> Inventory:
@@ -573,12 +715,12 @@ def open_inventory(pki_dir: Path | str) -> Inventory:
     Unlike ``Pki.open`` it imports no cryptography, so a listing starts as fast as Python does.
     """
     root = Path(pki_dir)
-    db_path = root / "inventory.db"
+    db_path = root / INVENTORY_FILE
     if not root.exists():
         from grpcpki.engine.journal import finish_two_rename_swap
 
         finish_two_rename_swap(root)
-    inventory = Inventory(db_path, root) if db_path.is_file() else None
+    inventory = Inventory(db_path, root) if inventory_present(root) else None
     if inventory is not None:
         _recover_if_pending(root, inventory)
     # ca.crt too, as Pki.exists: an init-ca killed before its commit point leaves an empty inventory.
@@ -612,6 +754,54 @@ def _recover_if_pending(root: Path, inventory: Inventory) -> None:
         pass  # e.g. a read-only user: the next writer recovers
 
 
+def _create_engine(url: str | None, db_path: Path) -> sa.Engine:
+    """An engine for one connection in autocommit mode (transactions are ours, see above)."""
+    try:
+        parsed = sa.make_url(url) if url else sa.URL.create("sqlite", database=str(db_path))
+    except sa_exc.ArgumentError:
+        raise InventoryError(
+            f"{url!r} is not a database URL",
+            "use e.g. --db postgresql+psycopg://grpcpki@db.example:5432/pki (or set GRPCPKI_DB)",
+        ) from None
+    backend = parsed.get_backend_name()
+    connect_args: dict[str, object] = {}
+    if backend == "sqlite":
+        connect_args["timeout"] = 30
+    elif backend == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, not SQLAlchemy's psycopg2 default
+        # Timestamps come back in UTC whatever the server's or the role's TimeZone says.
+        connect_args.update(options="-c TimeZone=UTC", connect_timeout=10, application_name="grpcpki")
+    else:
+        raise InventoryError(
+            f"grpcpki keeps its inventory in SQLite or PostgreSQL, not {backend!r}",
+            "use a postgresql+psycopg://user@host:5432/dbname URL, or no --db for the PKI's own SQLite file",
+        )
+    try:
+        # NullPool: a command holds one connection for its life and closes it; nothing to pool.
+        return sa.create_engine(parsed, poolclass=NullPool, isolation_level="AUTOCOMMIT", connect_args=connect_args)
+    except (ImportError, sa_exc.NoSuchModuleError) as exc:
+        raise InventoryError(
+            f"cannot use {parsed.drivername}: {exc}",
+            "install the PostgreSQL driver: pip install 'grpcpki[postgresql]'",
+        ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+
+
+def _signed(key: int) -> int:
+    """A 64-bit key as PostgreSQL's signed bigint."""
+    return key - (1 << 64) if key >= 1 << 63 else key
+
+
+def _moment(value: str | datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime: SQLite's ISO text, PostgreSQL's timestamptz."""
+    return _parse(value) if isinstance(value, str) else value
+
+
 def _string_list(text: str) -> tuple[str, ...]:
     """A JSON list of strings as the inventory writes it (``json.dumps``), decoded ~5x faster than
     ``json.loads`` when no string needs an escape; anything else goes to ``json.loads``."""
@@ -624,33 +814,6 @@ def _string_list(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
-def _where(
-    kinds: Sequence[str] | None,
-    statuses: Sequence[str] | None,
-    name: str | None,
-    expiring_before: datetime | None,
-    ca_generation: int | None,
-) -> tuple[str, list[object]]:
-    clauses: list[str] = []
-    params: list[object] = []
-    if kinds:
-        clauses.append(f"kind IN ({','.join('?' * len(kinds))})")
-        params += list(kinds)
-    if statuses:
-        clauses.append(f"status IN ({','.join('?' * len(statuses))})")
-        params += list(statuses)
-    if name is not None:
-        clauses.append("name = ?")
-        params.append(name)
-    if expiring_before is not None:
-        clauses.append("not_after < ?")
-        params.append(_iso(expiring_before))
-    if ca_generation is not None:
-        clauses.append("ca_generation = ?")
-        params.append(ca_generation)
-    return (f"WHERE {' AND '.join(clauses)}" if clauses else ""), params
-
-
 def _file_identity(path: Path) -> tuple[int, int] | None:
     try:
         st = path.stat()
@@ -659,18 +822,19 @@ def _file_identity(path: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _statements(script: str) -> list[str]:
-    """Split a migration script into statements (executescript would COMMIT our transaction)."""
-    statements, buffer = [], ""
-    for line in script.splitlines(keepends=True):
-        code = line.split("--", 1)[0]
-        buffer += code
-        if code.rstrip().endswith(";") and sqlite3.complete_statement(buffer):
-            statements.append(buffer.strip())
-            buffer = ""
-    if buffer.strip():
-        statements.append(buffer.strip())
-    return statements
-
-
-__all__ = ["Inventory", "Listed", "NewRecord", "Record", "SCHEMA_VERSION", "open_inventory", "openssl_serial"]
+__all__ = [
+    "DB_ENV",
+    "INVENTORY_FILE",
+    "Inventory",
+    "IntegrityError",
+    "KINDS",
+    "Listed",
+    "NewRecord",
+    "Record",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "database_url",
+    "inventory_present",
+    "open_inventory",
+    "openssl_serial",
+]

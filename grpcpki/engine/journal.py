@@ -1,6 +1,7 @@
 """The store's write path: one lock, one transaction, one recovery rule.
 
-**Lock.** Every command that changes a PKI holds ``PKI/.lock`` (``flock``, :mod:`.lock`) from
+**Lock.** Every command that changes a PKI holds ``PKI/.lock`` (``flock``, :mod:`.lock`), and
+with a shared PostgreSQL inventory also the database's advisory lock, from
 before it reads the state it will change until its last file is in place, so writers run one
 after another and each decides on fresh state (a renew never resurrects what a revoke just
 withdrew). Readers (list, inspect, doctor, serve, greet) never take it and never wait: the
@@ -14,8 +15,10 @@ removals) beside the inventory rows of one SQLite transaction. On commit:
 2. every new file is written to its temp name (``.NAME.ID.tmp`` beside its final path), and
    every archive copy is a hard link to the file it preserves, then made durable (one
    ``fsync`` per file and directory for a small change, one ``syncfs`` for a batch);
-3. **commit point**: the rows and the marker ``meta['txn:ID']`` are committed in one SQLite
-   transaction;
+3. **commit point**: the rows and the marker ``meta['txn:ID']`` are committed in one database
+   transaction (SQLite's, or PostgreSQL's for a shared inventory: the same rule, as the marker
+   is a row like the others; there it is ``txn:ORIGIN:ID``, ORIGIN naming this PKI directory on
+   this machine, so one operator's commit never deletes another's pending marker);
 4. the temp files are renamed over their final names in journal order (keys before
    certificates, so a hot-reloading server never pairs a new certificate with an old key),
    removed files are unlinked, the renames made durable, and the journal deleted.
@@ -45,7 +48,6 @@ import os
 import secrets
 import shutil
 import signal
-import sqlite3
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,7 +55,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from grpcpki.engine.errors import GrpcpkiError, StoreError
-from grpcpki.engine.inventory import Inventory
+from grpcpki.engine.inventory import IntegrityError, Inventory
 from grpcpki.engine.storage import PRIVATE_DIR_MODE, ensure_dir
 
 JOURNAL_DIR = ".journal"
@@ -172,6 +174,9 @@ class StoreTransaction:
         self.root = root
         self.inventory = inventory
         self.id = new_txn_id()
+        # The markers this PKI directory writes (journal.py's docstring, step 3).
+        self._marker_prefix = TXN_META_PREFIX + (f"{inventory.origin}:" if inventory.shared else "")
+        self.marker = self._marker_prefix + self.id
         self._ops: list[_Op] = []
         self._finals: dict[Path, _Op] = {}
         self._journal: Path | None = None
@@ -242,7 +247,8 @@ class StoreTransaction:
         """Steps 1-2: journal, then every temp file, durable. Runs inside the SQLite transaction."""
         if not self._ops:
             return
-        self._journal = write_journal(self.root, self.id, {"kind": "files", "ops": [self._op_json(o) for o in self._ops]})
+        self._journal = write_journal(self.root, self.id, {
+            "kind": "files", "marker": self.marker, "ops": [self._op_json(o) for o in self._ops]})
         small = len(self._ops) <= _SMALL_CHANGE
         directories: set[Path] = set()
         for op in self._ops:
@@ -261,9 +267,10 @@ class StoreTransaction:
             directories.add(op.temp.parent)
         crash_point("sync staged files")
         _make_durable(self.root, directories, small)
-        self.inventory.set_meta(TXN_META_PREFIX + self.id, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
-        # Markers of earlier, completed transactions: their journals are gone, so nobody reads them.
-        self.inventory.execute("DELETE FROM meta WHERE key LIKE 'txn:%' AND key <> ?", (TXN_META_PREFIX + self.id,))
+        self.inventory.set_meta(self.marker, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        # Markers of this directory's earlier, completed transactions: the lock is held and every
+        # journal was replayed, so nobody reads them. Other directories' markers are theirs.
+        self.inventory.forget_meta(self._marker_prefix, keep=self.marker)
         crash_point("before commit")
 
     def apply(self) -> None:
@@ -303,7 +310,7 @@ class StoreTransaction:
 @contextlib.contextmanager
 def run_transaction(root: Path, inventory: Inventory) -> Iterator[StoreTransaction]:
     """One store transaction on an already locked PKI (``Pki.transaction`` is the public door)."""
-    # The SQLite COMMIT below is the commit point: an outer transaction would move it.
+    # The inventory's COMMIT below is the commit point: an outer transaction would move it.
     assert not inventory.in_transaction, "a store transaction must not run inside an inventory transaction"
     tx = StoreTransaction(root, inventory)
     committed = False
@@ -312,9 +319,9 @@ def run_transaction(root: Path, inventory: Inventory) -> Iterator[StoreTransacti
             yield tx
             tx.prepare()
         committed = True
-    except sqlite3.IntegrityError as exc:
+    except IntegrityError as exc:
         tx.abort()
-        raise StoreError(f"the inventory refused the change: {exc}", "run `grpcpki doctor --store`") from None
+        raise StoreError(f"the inventory refused the change: {str(exc.orig).strip().splitlines()[0]}", "run `grpcpki doctor --store`") from None
     except BaseException:
         if not committed:
             tx.abort()
@@ -391,7 +398,8 @@ def _recover(root: Path, inventory: Inventory | None) -> list[str]:
         if body.get("kind") == "replace":
             done.append(recover_replace(root, inventory, body))
         else:
-            committed = inventory is not None and inventory.get_meta(TXN_META_PREFIX + txn_id) is not None
+            marker = str(body.get("marker") or TXN_META_PREFIX + txn_id)  # older journals had no "marker"
+            committed = inventory is not None and inventory.get_meta(marker) is not None
             if committed:
                 roll_forward(root, body["ops"])
                 done.append(f"completed interrupted change {txn_id}")

@@ -45,7 +45,7 @@ from grpcpki.engine.errors import (
     NoCAError,
     NotFoundError,
 )
-from grpcpki.engine.inventory import Inventory, NewRecord, Record
+from grpcpki.engine.inventory import Inventory, NewRecord, Record, inventory_present
 from grpcpki.engine.journal import (
     REPLACE_META,
     StoreTransaction,
@@ -202,7 +202,7 @@ class Pki:
     # -- opening ------------------------------------------------------------------------
     @staticmethod
     def exists(path: Path | str) -> bool:
-        return (Path(path) / INVENTORY).is_file() and (Path(path) / TRUST_BUNDLE).is_file()
+        return inventory_present(Path(path)) and (Path(path) / TRUST_BUNDLE).is_file()
 
     @classmethod
     def open(
@@ -337,7 +337,7 @@ class Pki:
             destroy_token_keys(token_keys)
             raise
         try:
-            existing = Inventory(path / INVENTORY, path) if (path / INVENTORY).is_file() else None
+            existing = Inventory(path / INVENTORY, path) if inventory_present(path) else None
             try:
                 recover(path, existing)
             finally:
@@ -349,10 +349,23 @@ class Pki:
                     "use it, pick another --pki directory, or pass --force to replace it",
                 )
             if force and _has_content(path):
+                if existing is not None and existing.shared:
+                    raise CAExistsError(
+                        f"init-ca --force cannot replace a CA whose inventory is the shared database {existing.location}",
+                        "create the new CA with a new, empty database (--db URL), or keep this one",
+                    )
                 inventory = _replace_pki(path, store_lock, files, name, intermediate)
             else:
                 inventory = Inventory(path / INVENTORY, path)
                 try:
+                    if inventory.shared and inventory.count(kinds=("root",), statuses=None):
+                        # Another operator's init-ca made the CA this database describes: a
+                        # second CA would sign certificates that nobody's trust bundle holds.
+                        raise CAExistsError(
+                            f"the shared inventory {inventory.location} already belongs to a CA",
+                            "copy that CA's PKI directory (ca.crt, ca/) from the operator who created it, "
+                            "or use a new, empty database",
+                        )
                     _write_ca(path, inventory, files, name, intermediate)
                 except BaseException:
                     inventory.close()
@@ -812,7 +825,7 @@ def _recover_unlocked(path: Path) -> None:
     with contextlib.suppress(GrpcpkiError, OSError):
         if lock.acquire(blocking=False):
             try:
-                inventory = Inventory(path / INVENTORY, path) if (path / INVENTORY).is_file() else None
+                inventory = Inventory(path / INVENTORY, path) if inventory_present(path) else None
                 try:
                     recover(path, inventory)
                 finally:

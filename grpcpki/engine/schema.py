@@ -1,0 +1,96 @@
+"""The inventory's tables, as SQLAlchemy Core ``Table`` objects: the one place that says what
+the database holds. Every backend gets them through the Alembic revisions in
+``grpcpki/engine/migrations/versions/`` (a table added here needs a revision there, and
+:data:`HEAD_REVISION` moved to it; tests/team/test_inventory_backends.py checks both agree).
+
+Portable on purpose (SQLite, the embedded default, and PostgreSQL for teams):
+
+- serials are lowercase hex text: a 159-bit serial (RFC 5280 4.1.2.2 allows 20 octets) does not
+  fit a BIGINT, and text compares and indexes the same everywhere;
+- timestamps are UTC. SQLite keeps the ISO 8601 text it always had (``2026-12-05T10:00:00Z``,
+  sortable as text, and parsed far faster than any driver conversion); PostgreSQL gets
+  ``timestamptz`` read in a session whose TimeZone is UTC;
+- uniqueness is the database's job: a unique serial, and a partial unique index that allows one
+  active leaf per name, so two writers on two machines cannot both win.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+# The newest Alembic revision: an inventory stamped with it needs no migration, which saves
+# importing Alembic (tens of milliseconds) on every command. Move it with every new revision.
+HEAD_REVISION = "0001"
+
+KINDS = ("root", "intermediate", "cross", "server", "client")
+STATUSES = ("active", "superseded", "revoked", "archived")
+
+# Text on SQLite (ISO 8601 UTC), timestamptz on PostgreSQL.
+Timestamp = String().with_variant(DateTime(timezone=True), "postgresql")
+
+metadata = MetaData()
+
+certificates = Table(
+    "certificates",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("serial", Text, nullable=False, unique=True),  # lowercase hex, no separators
+    Column("kind", Text, CheckConstraint("kind IN ('root','intermediate','cross','server','client')"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("sans", Text, nullable=False, server_default="[]"),  # JSON list of "DNS:x" / "IP:x" / "URI:x"
+    Column("issuer", Text, nullable=False),
+    Column("not_before", Timestamp, nullable=False),
+    Column("not_after", Timestamp, nullable=False),
+    Column("fingerprint", Text, nullable=False),  # SHA-256 of the DER certificate
+    Column("key_type", Text, nullable=False),
+    Column(
+        "status", Text, CheckConstraint("status IN ('active','superseded','revoked','archived')"), nullable=False
+    ),
+    Column("eku", Text, nullable=False, server_default="[]"),  # JSON list, e.g. ["serverAuth"]
+    Column("ca_generation", Integer),  # CA generation that issued it (or is, for CAs)
+    Column("cert_path", Text),  # relative to the PKI directory
+    Column("chain_path", Text),
+    Column("key_path", Text),
+    Column("superseded_by", Integer, ForeignKey("certificates.id")),
+    Column("revoked_at", Timestamp),
+    Column("revocation_reason", Text),
+    Column("created_at", Timestamp, nullable=False),
+)
+
+_ACTIVE_LEAF = text("status = 'active' AND kind IN ('server', 'client')")
+
+# `grpcpki issue/renew/inspect NAME` look up the active certificate by name.
+Index("certificates_name_status", certificates.c.name, certificates.c.status)
+# `grpcpki list --expiring` and renewal scans, in expiry order without a sort.
+Index("certificates_status_not_after", certificates.c.status, certificates.c.not_after)
+# At most one active leaf per name: a name is how servers and clients find their files.
+Index(
+    "certificates_one_active_leaf",
+    certificates.c.name,
+    unique=True,
+    sqlite_where=_ACTIVE_LEAF,
+    postgresql_where=_ACTIVE_LEAF,
+)
+
+# Small shared facts (CA generation, CRL number) and the store's commit markers (journal.py).
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+__all__ = ["HEAD_REVISION", "KINDS", "STATUSES", "Timestamp", "certificates", "meta", "metadata"]
