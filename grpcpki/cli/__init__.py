@@ -16,7 +16,7 @@ from typing import NoReturn
 import click
 
 from grpcpki import __version__
-from grpcpki.cli.context import App, lock_timeout_option
+from grpcpki.cli.context import App, db_option, lock_timeout_option
 from grpcpki.cli.params import CheckedPath
 
 # command name -> "module:attribute", imported on first use.
@@ -148,6 +148,7 @@ class LazyGroup(click.Group):
     "(else $GRPCPKI_PKCS11_PIN_FILE, $GRPCPKI_PKCS11_PIN, a prompt).",
 )
 @lock_timeout_option(expose=True)
+@db_option
 @click.pass_context
 def cli(
     ctx: click.Context, pki_dir: str, passphrase_file: str | None, pin_file: str | None, lock_timeout: float | None

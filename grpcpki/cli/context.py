@@ -184,3 +184,27 @@ def pki_options(func: Any) -> Any:
         help="PKI directory [default: ./pki or $GRPCPKI_HOME].",
     )(func)
     return func
+
+
+DB_ENV = "GRPCPKI_DB"  # read by the engine (grpcpki.engine.inventory.database_url)
+
+
+def _set_db(_ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        # Through the environment: every inventory and lock the engine opens for this command,
+        # and any grpcpki a renewal hook runs, use the same database.
+        os.environ[DB_ENV] = value
+
+
+db_option = click.option(
+    "--db",
+    metavar="URL",
+    envvar=DB_ENV,
+    show_envvar=True,
+    default=None,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_db,
+    help="Keep the inventory in this database instead of PKI/inventory.db, to share it between operators "
+    "and machines: postgresql+psycopg://USER@HOST:5432/DBNAME (docs/team.md).",
+)

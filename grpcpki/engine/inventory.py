@@ -519,7 +519,9 @@ class Inventory:
                     result = reader.execution_options(stream_results=True, yield_per=512).execute(stmt)
                     yield from result
             return
-        result = self._conn.execution_options(yield_per=512).execute(stmt)
+        # yield_per means a server-side cursor on PostgreSQL, which needs a transaction block.
+        conn = self._conn.execution_options(yield_per=512) if self.dialect == "sqlite" else self._conn
+        result = conn.execute(stmt)
         try:
             yield from result
         finally:

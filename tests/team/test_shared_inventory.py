@@ -1,0 +1,208 @@
+"""One inventory test suite, two backends: the embedded SQLite file and a shared PostgreSQL
+database (a real throwaway server, tests/pg_support.py: skipped with the reason outside CI,
+a failure in CI). Through the engine's Inventory and through the real `grpcpki` entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from grpcpki.engine.errors import AlreadyExistsError, InventoryError
+from grpcpki.engine.inventory import Inventory, NewRecord
+from pg_support import PostgresServer, require_psycopg
+from support import cli_env, run_grpcpki
+
+SERIAL_159 = format((1 << 158) | 0xDEADBEEF, "x")  # 40 hex digits: far past BIGINT
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
+    """The database URL for one test: None (the PKI's own SQLite file) or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    require_psycopg()
+    server: PostgresServer = request.getfixturevalue("postgres")
+    yield server.url(request.getfixturevalue("postgres_db"))
+
+
+def _inventory(tmp_path: Path, url: str | None) -> Inventory:
+    return Inventory(tmp_path / "inventory.db", tmp_path, url=url)
+
+
+def _record(serial: str, name: str, **changes: object) -> NewRecord:
+    moment = datetime(2026, 12, 5, 10, 0, 0, tzinfo=UTC)
+    fields: dict[str, object] = dict(
+        serial=serial, kind="server", name=name, subject=f"CN={name}", sans=[f"DNS:{name}"], issuer="CN=CA",
+        not_before=moment, not_after=moment + timedelta(days=90), fingerprint="ab" * 32, key_type="ecdsa-p256",
+        eku=["serverAuth"], ca_generation=1,
+    )
+    fields.update(changes)
+    return NewRecord(**fields)  # type: ignore[arg-type]
+
+
+def _env(url: str | None) -> dict[str, str]:
+    return {"GRPCPKI_DB": url} if url else {}
+
+
+def test_a_159_bit_serial_round_trips(tmp_path: Path, backend: str | None) -> None:
+    inventory = _inventory(tmp_path, backend)
+    try:
+        added = inventory.add(_record(SERIAL_159.upper(), "web"))
+        assert added.serial == SERIAL_159
+        found = inventory.by_serial(SERIAL_159)
+        assert found is not None and found.serial == SERIAL_159 and int(found.serial, 16) >= 1 << 158
+        assert found.openssl_serial == SERIAL_159.upper()
+        with pytest.raises(InventoryError, match="already in the inventory"):
+            inventory.add(_record(SERIAL_159, "other"))
+    finally:
+        inventory.close()
+
+
+def test_timestamps_are_utc_whatever_the_input_zone(tmp_path: Path, backend: str | None) -> None:
+    inventory = _inventory(tmp_path, backend)
+    try:
+        plus_two = timezone_plus_two = datetime(2026, 12, 5, 12, 0, 0, tzinfo=timedelta_zone(2))
+        inventory.add(_record("01", "web", not_before=plus_two, not_after=timezone_plus_two + timedelta(days=1)))
+        found = inventory.active_leaf("web")
+        assert found is not None
+        assert found.not_before == datetime(2026, 12, 5, 10, 0, 0, tzinfo=UTC)
+        assert found.not_before.utcoffset() == timedelta(0)
+        listed = list(inventory.iter_listing())
+        assert listed[0].not_after == datetime(2026, 12, 6, 10, 0, 0, tzinfo=UTC)
+        assert listed[0].not_after.utcoffset() == timedelta(0)
+        # An expiry filter compares instants, not text in some zone.
+        assert inventory.count(expiring_before=datetime(2026, 12, 6, 11, 0, tzinfo=timedelta_zone(1))) == 0
+        assert inventory.count(expiring_before=datetime(2026, 12, 6, 11, 1, tzinfo=timedelta_zone(1))) == 1
+    finally:
+        inventory.close()
+
+
+def timedelta_zone(hours: int):  # noqa: ANN201 - a tzinfo
+    from datetime import timezone
+
+    return timezone(timedelta(hours=hours))
+
+
+def test_one_active_leaf_per_name_and_revoked_is_final(tmp_path: Path, backend: str | None) -> None:
+    inventory = _inventory(tmp_path, backend)
+    try:
+        first = inventory.add(_record("01", "web"))
+        with pytest.raises(AlreadyExistsError, match="'web' already exists"):
+            inventory.add(_record("02", "web", kind="client"))
+        # The failed insert left a usable connection (PostgreSQL aborts a transaction on error).
+        inventory.set_status(first.id, "revoked", revocation_reason="keyCompromise")
+        second = inventory.add(_record("02", "web"))
+        assert inventory.active_leaf("web") == second
+        with pytest.raises(InventoryError, match="revoked meanwhile"):
+            inventory.set_status(first.id, "active")
+        revoked = inventory.by_id(first.id)
+        assert revoked is not None and revoked.status == "revoked" and revoked.revoked_at is not None
+        # A batch item that fails rolls back to its savepoint; the rest of the transaction stands.
+        with inventory.transaction():
+            inventory.execute("SAVEPOINT item1")
+            with pytest.raises(AlreadyExistsError):
+                inventory.add(_record("03", "web"))
+            inventory.execute("ROLLBACK TO item1")
+            inventory.execute("RELEASE item1")
+            inventory.add(_record("04", "api"))
+        assert {r.name for r in inventory.query()} == {"web", "api"}
+        inventory.set_meta("crl_number", "1")
+        inventory.set_meta("crl_number", "2")
+        assert inventory.get_meta("crl_number") == "2"
+    finally:
+        inventory.close()
+
+
+def test_end_to_end_through_the_entry_point(tmp_path: Path, backend: str | None) -> None:
+    pki = str(tmp_path / "pki")
+    db = ["--db", backend] if backend else []
+    assert run_grpcpki(*db, "--pki", pki, "init-ca").code == 0
+    issued = run_grpcpki(*db, "--pki", pki, "issue", "server", "web")
+    assert issued.code == 0, issued.output
+    listed = run_grpcpki(*db, "--pki", pki, "list", "--json")
+    assert listed.code == 0, listed.output
+    rows = json.loads(listed.stdout)
+    assert [(r["name"], r["status"]) for r in rows] == [("web", "active"), ("grpcpki CA", "active")]
+    assert len(rows[0]["serial"]) >= 32
+    revoked = run_grpcpki(*db, "--pki", pki, "revoke", "web")
+    assert revoked.code == 0, revoked.output
+    after = json.loads(run_grpcpki(*db, "--pki", pki, "list", "--all", "--json").stdout)
+    assert [(r["name"], r["status"]) for r in after if r["name"] == "web"] == [("web", "revoked")]
+    assert (tmp_path / "pki" / "inventory.db").exists() == (backend is None)
+    if backend:
+        # The rows are in PostgreSQL: the same database through GRPCPKI_DB sees them.
+        env_listed = run_grpcpki("--pki", pki, "list", "--all", "--json", env=_env(backend))
+        assert json.loads(env_listed.stdout) == after
+
+
+def test_two_pki_directories_on_one_database_one_wins(tmp_path: Path, postgres: PostgresServer,
+                                                      postgres_db: str) -> None:
+    """Two operators (two PKI directories, two processes) issue the same name at once against
+    one PostgreSQL inventory: one certificate, one clean refusal."""
+    require_psycopg()
+    url = postgres.url(postgres_db)
+    first, second = tmp_path / "alice", tmp_path / "bob"
+    assert run_grpcpki("--db", url, "--pki", str(first), "init-ca").code == 0
+    shutil.copytree(first, second)  # bob gets the CA from alice (docs/team.md)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "grpcpki", "--db", url, "--pki", str(pki), "issue", "server", "web"],
+            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+        )
+        for pki in (first, second)
+    ]
+    results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 1], results
+    refusal = next(err for code, err in results if code == 1)
+    lines = [line for line in refusal.splitlines() if line.strip() and not line.startswith("waiting for")]
+    assert lines[0].startswith("error: ") and "already exists" in lines[0], refusal
+    assert "Traceback" not in refusal
+    listed = json.loads(run_grpcpki("--db", url, "--pki", str(second), "list", "--json").stdout)
+    assert [r["name"] for r in listed].count("web") == 1
+    # A second CA on the same database is refused: it would sign what nobody trusts.
+    third = run_grpcpki("--db", url, "--pki", str(tmp_path / "carol"), "init-ca")
+    assert third.code == 1 and "already belongs to a CA" in third.stderr
+
+
+def test_a_writer_waits_for_the_advisory_lock_and_names_its_holder(tmp_path: Path, postgres: PostgresServer,
+                                                                   postgres_db: str) -> None:
+    require_psycopg()
+    import psycopg
+
+    from grpcpki.engine.lock import ADVISORY_KEY
+
+    url = postgres.url(postgres_db)
+    pki = str(tmp_path / "pki")
+    assert run_grpcpki("--db", url, "--pki", pki, "init-ca").code == 0
+    with psycopg.connect(postgres.conninfo(postgres_db), autocommit=True,
+                         application_name="grpcpki 4242@ops-laptop grpcpki renew") as holder:
+        assert holder.execute("SELECT pg_try_advisory_lock(%s, %s)", ADVISORY_KEY).fetchone() == (True,)
+        result = run_grpcpki("--db", url, "--pki", pki, "--lock-timeout", "1s", "issue", "server", "web")
+        assert result.code == 1, result.output
+        assert "gave up after 1s waiting for PID 4242 (grpcpki renew on ops-laptop)" in result.stderr
+        assert "shared inventory" in result.stderr
+    # Released (the holder's session ended): the writer goes through.
+    assert run_grpcpki("--db", url, "--pki", pki, "issue", "server", "web").code == 0
+
+
+def test_a_bad_database_url_is_one_clear_error(tmp_path: Path) -> None:
+    for url, fragment in (("mysql://x@127.0.0.1/pki", "SQLite or PostgreSQL"), ("not a url", "not a database URL")):
+        result = run_grpcpki("--db", url, "--pki", str(tmp_path / "pki"), "list")
+        assert result.code == 1 and fragment in result.stderr and "Traceback" not in result.output, result.output
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = f"postgresql+psycopg://grpcpki@127.0.0.1:{port}/pki"
+    result = run_grpcpki("--db", unreachable, "--pki", str(tmp_path / "pki"), "init-ca", env={"CI": os.environ.get("CI", "")})
+    assert result.code == 1 and "cannot" in result.stderr and "Traceback" not in result.output, result.output
