@@ -235,6 +235,15 @@ class Inventory:
         self._engine = _create_engine(self.url, db_path)
         self.dialect = self._engine.dialect.name
         self.shared = self.dialect != "sqlite"
+        if self.shared and db_path.is_file():
+            # Two inventories for one PKI would each tell half the story (which names are
+            # taken, what is revoked): refuse rather than pick one silently.
+            self._engine.dispose()
+            raise InventoryError(
+                f"{root} keeps its own inventory ({db_path.name}), but --db / GRPCPKI_DB names {self.location}",
+                "drop --db / unset GRPCPKI_DB for this PKI directory; a shared inventory starts with "
+                "`grpcpki --db URL init-ca` in a new PKI directory",
+            )
         try:
             self._conn = self._engine.connect()
         except sa_exc.DBAPIError as exc:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
 
 from grpcpki.engine.inventory import SCHEMA_VERSION, Inventory
 from grpcpki.engine.schema import HEAD_REVISION
-from support import run_grpcpki
+from support import cli_env, run_grpcpki
 
 # The schema grpcpki wrote before Alembic (user_version 1), verbatim from the hand-written
 # MIGRATIONS[0] of engine/inventory.py at commit 23a7fcd.
@@ -127,3 +129,22 @@ def test_a_copy_opened_twice_migrates_once(tmp_path: Path) -> None:
     shutil.copy(db_path, tmp_path / "copy.db")
     with closing(sqlite3.connect(tmp_path / "copy.db")) as db:
         assert db.execute("SELECT count(*) FROM alembic_version").fetchone() == (1,)
+
+
+def _imported(*args: str) -> set[str]:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "grpcpki", *args],
+        env=cli_env(), capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_help_imports_no_sqlalchemy_and_a_current_inventory_no_alembic(tmp_path: Path) -> None:
+    assert not {m for m in _imported("--help") if m.startswith(("sqlalchemy", "alembic"))}
+    pki = str(tmp_path / "pki")
+    assert run_grpcpki("--pki", pki, "init-ca").code == 0
+    listing = _imported("--pki", pki, "list")
+    assert "sqlalchemy" in listing  # sanity: the listing did read the inventory through it
+    # schema.HEAD_REVISION matched: no migration, so Alembic is never imported.
+    assert not {m for m in listing if m.startswith("alembic")}

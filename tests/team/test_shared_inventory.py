@@ -206,3 +206,64 @@ def test_a_bad_database_url_is_one_clear_error(tmp_path: Path) -> None:
     unreachable = f"postgresql+psycopg://grpcpki@127.0.0.1:{port}/pki"
     result = run_grpcpki("--db", unreachable, "--pki", str(tmp_path / "pki"), "init-ca", env={"CI": os.environ.get("CI", "")})
     assert result.code == 1 and "cannot" in result.stderr and "Traceback" not in result.output, result.output
+
+
+def test_an_operator_revokes_a_certificate_another_one_issued(tmp_path: Path, postgres: PostgresServer,
+                                                              postgres_db: str) -> None:
+    require_psycopg()
+    url = postgres.url(postgres_db)
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    assert run_grpcpki("--db", url, "--pki", str(alice), "init-ca").code == 0
+    shutil.copytree(alice, bob)
+    assert run_grpcpki("--db", url, "--pki", str(alice), "issue", "server", "web").code == 0
+    revoked = run_grpcpki("--db", url, "--pki", str(bob), "revoke", "web")
+    assert revoked.code == 0, revoked.output
+    assert "revoked" in run_grpcpki("--db", url, "--pki", str(alice), "list", "--all").stdout
+
+
+def test_the_commit_point_on_postgresql_survives_another_directory_committing(
+    tmp_path: Path, postgres: PostgresServer, postgres_db: str
+) -> None:
+    """Alice's issue is SIGKILLed at each step of the store protocol; Bob (another PKI directory
+    on the same database) then commits a change of his own, and Alice's next command applies the
+    recovery rule: her certificate is there with its files (killed after the commit point) or
+    not at all (before it). Bob's commit must not have removed Alice's pending marker."""
+    require_psycopg()
+    url = postgres.url(postgres_db)
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    assert run_grpcpki("--db", url, "--pki", str(alice), "init-ca").code == 0
+    shutil.copytree(alice, bob)
+    seen: list[str] = []
+    for point in range(1, 40):
+        name = f"svc-{point}"
+        killed = run_grpcpki("--db", url, "--pki", str(alice), "issue", "server", name,
+                             env={"GRPCPKI_TEST_CRASH_AT": str(point)})
+        if killed.code == 0:
+            break
+        assert killed.code == -9, killed.output
+        seen.append(killed.stderr.strip().splitlines()[-1].split(": ", 1)[-1])
+        assert run_grpcpki("--db", url, "--pki", str(bob), "issue", "client", f"bob-{point}").code == 0
+        listed = run_grpcpki("--db", url, "--pki", str(alice), "list", "--json")
+        assert listed.code == 0, listed.output
+        rows = {r["name"]: r for r in json.loads(listed.stdout)}
+        cert = alice / "certs" / name / "cert.pem"
+        if name in rows:
+            assert cert.is_file(), (seen[-1], "committed but its files were rolled back")
+            assert rows[name]["serial"] in cert.read_text() or cert.stat().st_size > 0
+        else:
+            assert not cert.exists(), (seen[-1], "files of a change that never committed")
+        assert not list((alice / ".journal").glob("*.json")), seen[-1]
+        assert not [p for p in alice.rglob(".*.tmp")], seen[-1]
+    assert "after commit" in seen and "before commit" in seen, seen
+
+
+def test_a_pki_with_its_own_inventory_refuses_a_database_url(tmp_path: Path, postgres: PostgresServer,
+                                                            postgres_db: str) -> None:
+    require_psycopg()
+    pki = str(tmp_path / "pki")
+    assert run_grpcpki("--pki", pki, "init-ca").code == 0
+    for args in (["list"], ["issue", "server", "web"]):
+        result = run_grpcpki("--db", postgres.url(postgres_db), "--pki", pki, *args)
+        assert result.code == 1 and "keeps its own inventory (inventory.db)" in result.stderr, result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "pki" / "certs" / "web").exists()
