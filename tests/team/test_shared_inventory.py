@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,17 +21,6 @@ from pg_support import PostgresServer, require_psycopg
 from support import cli_env, run_grpcpki
 
 SERIAL_159 = format((1 << 158) | 0xDEADBEEF, "x")  # 40 hex digits: far past BIGINT
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | None]:
-    """The database URL for one test: None (the PKI's own SQLite file) or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield None
-        return
-    require_psycopg()
-    server: PostgresServer = request.getfixturevalue("postgres")
-    yield server.url(request.getfixturevalue("postgres_db"))
 
 
 def _inventory(tmp_path: Path, url: str | None) -> Inventory:
