@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import socket
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -389,8 +390,32 @@ class Inventory:
         return self._in_txn
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> Any:
-        """Run one statement in the driver's own SQL on the inventory's connection (savepoints)."""
-        return self._conn.exec_driver_sql(sql, tuple(params)) if params else self._conn.exec_driver_sql(sql)
+        """Run one plain SQL statement with ``?`` placeholders on the inventory's connection, inside
+        its current transaction (savepoints; the CA service's rows, engine/enroll_store.py).
+
+        Returns a DB-API cursor whose rows answer both ``row[0]`` and ``row["column"]``: on
+        SQLite a ``sqlite3.Cursor`` of ``sqlite3.Row``, on PostgreSQL a psycopg cursor with the
+        same kind of row (``?`` becomes psycopg's ``%s``). New code should prefer SQLAlchemy Core
+        statements on the tables of engine/schema.py.
+        """
+        driver = self._conn.connection.driver_connection
+        assert driver is not None
+        if self.dialect == "sqlite":
+            cursor = driver.cursor()
+            cursor.row_factory = sqlite3.Row
+            return cursor.execute(sql, tuple(params))
+        from psycopg.rows import RowMaker
+
+        def dual_rows(cursor: Any) -> RowMaker[_DualRow]:
+            names = [column.name for column in cursor.description or ()]
+            return lambda values: _DualRow(names, values)
+
+        pg_cursor = driver.cursor(row_factory=dual_rows)
+        if params:
+            pg_cursor.execute(sql.replace("%", "%%").replace("?", "%s"), tuple(params))
+        else:
+            pg_cursor.execute(sql)
+        return pg_cursor
 
     def _ts(self, moment: datetime) -> object:
         """A timestamp as the backend stores it: ISO text on SQLite, a UTC datetime on PostgreSQL."""
@@ -763,6 +788,25 @@ def _recover_if_pending(root: Path, inventory: Inventory) -> None:
                 lock.release()
     except (GrpcpkiError, OSError):
         pass  # e.g. a read-only user: the next writer recovers
+
+
+class _DualRow(tuple[Any, ...]):
+    """A row that answers ``row[0]`` and ``row["name"]``, like ``sqlite3.Row`` (see Inventory.execute)."""
+
+    _names: list[str]
+
+    def __new__(cls, names: list[str], values: Sequence[Any]) -> _DualRow:
+        row = super().__new__(cls, values)
+        row._names = names
+        return row
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._names.index(key))
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
 
 
 def _create_engine(url: str | None, db_path: Path) -> sa.Engine:

@@ -32,7 +32,7 @@ from sqlalchemy import (
 
 # The newest Alembic revision: an inventory stamped with it needs no migration, which saves
 # importing Alembic (tens of milliseconds) on every command. Move it with every new revision.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 KINDS = ("root", "intermediate", "cross", "server", "client")
 STATUSES = ("active", "superseded", "revoked", "archived")
@@ -93,4 +93,42 @@ meta = Table(
     Column("value", Text, nullable=False),
 )
 
-__all__ = ["HEAD_REVISION", "KINDS", "STATUSES", "Timestamp", "certificates", "meta", "metadata"]
+# The CA service (engine/enroll_store.py, revision 0002): one-time enrollment tokens, stored as
+# their SHA-256, and an audit row per certificate the service issued. Timestamps here are ISO
+# 8601 UTC text with microseconds (enroll_store.iso) on both backends: they sort as text.
+enrollment_tokens = Table(
+    "enrollment_tokens",
+    metadata,
+    Column("token_hash", Text, primary_key=True),  # SHA-256 hex of the secret; the secret is never stored
+    Column("token_id", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, CheckConstraint("kind IN ('server', 'client')"), nullable=False),
+    Column("sans", Text, nullable=False, server_default="[]"),
+    Column("days", Integer),
+    Column("replace", Integer, nullable=False, server_default="0"),
+    Column("created_at", Text, nullable=False),
+    Column("created_by", Text, nullable=False),
+    Column("expires_at", Text, nullable=False),
+    Column("used_at", Text),
+    Column("used_serial", Text),
+    Column("used_via", Text),
+)
+
+issuance_audit = Table(
+    "issuance_audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", Text, nullable=False),
+    Column("action", Text, CheckConstraint("action IN ('enroll', 'renew')"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("serial", Text, nullable=False, unique=True),
+    Column("sans", Text, nullable=False, server_default="[]"),
+    Column("actor", Text, nullable=False),
+    Column("replica", Text, nullable=False),
+    Column("peer", Text, nullable=False, server_default=""),
+)
+# The rate limit counts one identity's recent issuances.
+Index("issuance_audit_name_at", issuance_audit.c.name, issuance_audit.c.at)
+
+__all__ = ["HEAD_REVISION", "KINDS", "STATUSES", "Timestamp", "certificates", "enrollment_tokens", "issuance_audit", "meta", "metadata"]

@@ -255,3 +255,29 @@ def test_a_pki_with_its_own_inventory_refuses_a_database_url(tmp_path: Path, pos
         assert result.code == 1 and "keeps its own inventory (inventory.db)" in result.stderr, result.output
         assert "Traceback" not in result.output
     assert not (tmp_path / "pki" / "certs" / "web").exists()
+
+
+def test_the_ca_service_rows_on_both_backends(tmp_path: Path, backend: str | None) -> None:
+    """engine/enroll_store.py through Inventory.execute: a token is spent once, audit rows count."""
+    from grpcpki.engine.enroll_store import AuditRow, SqlEnrollmentStore, TokenRow
+
+    inventory = _inventory(tmp_path, backend)
+    try:
+        now = datetime.now(UTC)
+        token = TokenRow("ab" * 32, "abababababab", "web", "client", ("DNS:web",), 30, False, now, "alice",
+                         now + timedelta(hours=1))
+        with inventory.transaction():
+            store = SqlEnrollmentStore(inventory)
+            store.add_token(token)
+        assert store.get_token(token.token_hash) == token
+        with inventory.transaction():
+            assert store.spend_token(token.token_hash, now=now, serial="01", via="replica-a") is True
+            assert store.spend_token(token.token_hash, now=now, serial="02", via="replica-b") is False
+            store.add_audit(AuditRow(now, "enroll", "web", "client", "01", ("DNS:web",), "token:abab", "a"))
+            store.add_audit(AuditRow(now, "renew", "web", "client", "02", ("DNS:web",), "certificate:01", "b"))
+        assert store.issued_since("web", now - timedelta(minutes=1)) == 2
+        assert [row.serial for row in store.audit("web")] == ["01", "02"]
+        spent = store.get_token(token.token_hash)
+        assert spent is not None and spent.used_serial == "01" and [t.token_id for t in store.tokens()] == ["abababababab"]
+    finally:
+        inventory.close()
