@@ -11,7 +11,7 @@ Portable on purpose (SQLite, the embedded default, and PostgreSQL for teams):
   sortable as text, and parsed far faster than any driver conversion); PostgreSQL gets
   ``timestamptz`` read in a session whose TimeZone is UTC;
 - uniqueness is the database's job: a unique serial, and a partial unique index that allows one
-  active leaf per name, so two writers on two machines cannot both win.
+  active leaf per name and kind, so two writers on two machines cannot both win.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from sqlalchemy import (
 
 # The newest Alembic revision: an inventory stamped with it needs no migration, which saves
 # importing Alembic (tens of milliseconds) on every command. Move it with every new revision.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 KINDS = ("root", "intermediate", "cross", "server", "client")
 STATUSES = ("active", "superseded", "revoked", "archived")
@@ -76,10 +76,12 @@ _ACTIVE_LEAF = text("status = 'active' AND kind IN ('server', 'client')")
 Index("certificates_name_status", certificates.c.name, certificates.c.status)
 # `grpcpki list --expiring` and renewal scans, in expiry order without a sort.
 Index("certificates_status_not_after", certificates.c.status, certificates.c.not_after)
-# At most one active leaf per name: a name is how servers and clients find their files.
+# At most one active leaf per name and kind (revision 0002): a name is how servers and clients
+# find their files, and a service may be both a server and a client under one name.
 Index(
-    "certificates_one_active_leaf",
+    "certificates_one_active_leaf_per_kind",
     certificates.c.name,
+    certificates.c.kind,
     unique=True,
     sqlite_where=_ACTIVE_LEAF,
     postgresql_where=_ACTIVE_LEAF,
@@ -93,7 +95,7 @@ meta = Table(
     Column("value", Text, nullable=False),
 )
 
-# The CA service (engine/enroll_store.py, revision 0002): one-time enrollment tokens, stored as
+# The CA service (engine/enroll_store.py, revision 0003): one-time enrollment tokens, stored as
 # their SHA-256, and an audit row per certificate the service issued. Timestamps here are ISO
 # 8601 UTC text with microseconds (enroll_store.iso) on both backends: they sort as text.
 enrollment_tokens = Table(

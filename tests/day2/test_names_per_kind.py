@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from day2_support import grpcpki_serve
+from grpcpki.engine.inventory import SCHEMA_VERSION
 from support import Result, assert_clean_error, run_grpcpki
 
 
@@ -55,6 +56,7 @@ def test_inventory_of_schema_1_migrates(cli: Callable[..., Result], tmp_path: Pa
     # Turn it into what a grpcpki from before this change wrote: schema 1, names unique across kinds.
     db = sqlite3.connect(pki / "inventory.db")
     db.executescript(
+        "DROP TABLE alembic_version;"  # grpcpki before Alembic (issue 13) had no such table
         "DROP INDEX certificates_one_active_leaf_per_kind;"
         "CREATE UNIQUE INDEX certificates_one_active_leaf ON certificates(name)"
         " WHERE status = 'active' AND kind IN ('server', 'client');"
@@ -64,7 +66,7 @@ def test_inventory_of_schema_1_migrates(cli: Callable[..., Result], tmp_path: Pa
     assert cli("list").code == 0
     assert cli("issue", "client", "orders").code == 0
     db = sqlite3.connect(pki / "inventory.db")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     db.close()
     assert "certificates_one_active_leaf_per_kind" in indexes and "certificates_one_active_leaf" not in indexes

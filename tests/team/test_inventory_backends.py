@@ -11,6 +11,8 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+
 
 from grpcpki.engine.inventory import SCHEMA_VERSION, Inventory
 from grpcpki.engine.schema import HEAD_REVISION
@@ -64,9 +66,9 @@ def test_head_revision_is_the_newest_alembic_revision() -> None:
     assert ScriptDirectory.from_config(config).get_heads() == [HEAD_REVISION]
 
 
-def _old_statements() -> list[str]:
+def _old_statements(script: str = OLD_SCHEMA_V1) -> list[str]:
     statements, buffer = [], ""
-    for line in OLD_SCHEMA_V1.splitlines(keepends=True):
+    for line in script.splitlines(keepends=True):
         buffer += line.split("--", 1)[0]
         if sqlite3.complete_statement(buffer):
             statements.append(buffer.strip())
@@ -74,7 +76,16 @@ def _old_statements() -> list[str]:
     return statements
 
 
-def test_an_inventory_made_before_alembic_is_upgraded_in_place(tmp_path: Path) -> None:
+# The hand-written step to user_version 2 (names unique per kind), verbatim from commit 31e9c75.
+OLD_STEP_V2 = """
+    DROP INDEX certificates_one_active_leaf;
+    CREATE UNIQUE INDEX certificates_one_active_leaf_per_kind ON certificates(name, kind)
+        WHERE status = 'active' AND kind IN ('server', 'client');
+"""
+
+
+@pytest.mark.parametrize("old_version", [1, 2])
+def test_an_inventory_made_before_alembic_is_upgraded_in_place(tmp_path: Path, old_version: int) -> None:
     # A real PKI, whose inventory is then rebuilt exactly as grpcpki made it before Alembic:
     # the old DDL, user_version 1, the same rows.
     pki = tmp_path / "pki"
@@ -88,7 +99,10 @@ def test_an_inventory_made_before_alembic_is_upgraded_in_place(tmp_path: Path) -
     with closing(sqlite3.connect(pki / "inventory.db", isolation_level=None)) as db:
         for statement in _old_statements():
             db.execute(statement)
-        db.execute("PRAGMA user_version = 1")
+        if old_version == 2:
+            for statement in _old_statements(OLD_STEP_V2):
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {old_version}")
         db.executemany(f"INSERT INTO certificates VALUES ({','.join('?' * len(rows[0]))})", rows)
         db.executemany("INSERT INTO meta VALUES (?, ?)", meta)
     listed = run_grpcpki("--pki", str(pki), "list", "--json")
@@ -98,9 +112,9 @@ def test_an_inventory_made_before_alembic_is_upgraded_in_place(tmp_path: Path) -
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD_REVISION,)]
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert db.execute("SELECT * FROM certificates ORDER BY id").fetchall() == rows
-        # The old unique index still refuses a second active leaf named web.
+        # Revision 0002's index: one active leaf per name and kind.
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-        assert "certificates_one_active_leaf" in indexes
+        assert "certificates_one_active_leaf_per_kind" in indexes and "certificates_one_active_leaf" not in indexes
     # And the upgraded inventory takes writes: renew, revoke.
     assert run_grpcpki("--pki", str(pki), "renew", "web", "--force").code == 0
     assert run_grpcpki("--pki", str(pki), "revoke", "web").code == 0

@@ -86,11 +86,14 @@ def test_one_active_leaf_per_name_and_revoked_is_final(tmp_path: Path, backend: 
     try:
         first = inventory.add(_record("01", "web"))
         with pytest.raises(AlreadyExistsError, match="'web' already exists"):
-            inventory.add(_record("02", "web", kind="client"))
+            inventory.add(_record("02", "web"))
+        # Per kind: a client may share the server's name (revision 0002).
+        client = inventory.add(_record("05", "web", kind="client"))
+        assert inventory.active_leaf("web", "client") == client
         # The failed insert left a usable connection (PostgreSQL aborts a transaction on error).
         inventory.set_status(first.id, "revoked", revocation_reason="keyCompromise")
         second = inventory.add(_record("02", "web"))
-        assert inventory.active_leaf("web") == second
+        assert inventory.active_leaf("web", "server") == second
         with pytest.raises(InventoryError, match="revoked meanwhile"):
             inventory.set_status(first.id, "active")
         revoked = inventory.by_id(first.id)
@@ -103,7 +106,7 @@ def test_one_active_leaf_per_name_and_revoked_is_final(tmp_path: Path, backend: 
             inventory.execute("ROLLBACK TO item1")
             inventory.execute("RELEASE item1")
             inventory.add(_record("04", "api"))
-        assert {r.name for r in inventory.query()} == {"web", "api"}
+        assert sorted(r.name for r in inventory.query()) == ["api", "web", "web"]
         inventory.set_meta("crl_number", "1")
         inventory.set_meta("crl_number", "2")
         assert inventory.get_meta("crl_number") == "2"

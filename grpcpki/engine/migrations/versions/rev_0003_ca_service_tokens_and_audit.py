@@ -5,8 +5,8 @@ may already hold them: they are created here only where missing, with the same c
 PostgreSQL this is what gives issuance_audit.id its sequence (SQLite's INTEGER PRIMARY KEY is
 an alias of the rowid; PostgreSQL's is not).
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-05
 """
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
