@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -471,37 +471,70 @@ class CA:
             )
         subject_key = public_key if public_key is not None else key.public_key()  # type: ignore[union-attr]
         profile = profiles.LEAF_PROFILES[role]
+        subject = _name(name, None)
+        serial = x509.random_serial_number()
+        key_usage = _key_usage(profile, subject_key)
+        eku_oids = profiles.leaf_eku_oids(
+            role, also_client=also_client, also_server=also_server, svid=any(s.is_spiffe for s in final_sans)
+        )
+        ski = x509.SubjectKeyIdentifier.from_public_key(subject_key)
+        aki = authority_key_identifier(self._cert)
+        sig_hash = signature_hash(self._key)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(name, None))
+            .subject_name(subject)
             .issuer_name(self._cert.subject)
             .public_key(subject_key)
-            .serial_number(x509.random_serial_number())
+            .serial_number(serial)
             .not_valid_before(start)
             .not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(_key_usage(profile, subject_key), critical=True)  # RFC 5280 4.2.1.3: SHOULD be critical
+            .add_extension(key_usage, critical=True)  # RFC 5280 4.2.1.3: SHOULD be critical
             .add_extension(
-                x509.ExtendedKeyUsage(
-                    profiles.leaf_eku_oids(
-                        role, also_client=also_client, also_server=also_server, svid=any(s.is_spiffe for s in final_sans)
-                    )
-                ),
+                x509.ExtendedKeyUsage(eku_oids),
                 critical=False,  # critical EKU breaks some Java and Windows verifiers
             )
             .add_extension(x509.SubjectAlternativeName([_general_name(s) for s in final_sans]), critical=False)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
-            .add_extension(authority_key_identifier(self._cert), critical=False)
+            .add_extension(ski, critical=False)
+            .add_extension(aki, critical=False)
         )
-        cert = builder.sign(self._key, signature_hash(self._key))  # type: ignore[arg-type]
+        cert = builder.sign(self._key, sig_hash)  # type: ignore[arg-type]
         cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        # The inventory row's facts come from the values just signed, not from parsing the new
+        # DER back (info_from_certificate was ~13% of a batch apply: bench/apply.py).
+        # tests/engine/test_leaf_info.py proves both give the same CertInfo for every profile.
+        info = CertInfo(
+            subject=subject.rfc4514_string(),
+            common_name=name,
+            issuer=self.info.subject,
+            serial=serial,
+            # X.509 times have whole seconds (RFC 5280 4.1.2.5): what the certificate says.
+            not_before=start.astimezone(UTC).replace(microsecond=0),
+            not_after=end.astimezone(UTC).replace(microsecond=0),
+            sans=tuple(s for s in final_sans if s.kind in ("dns", "ip", "uri")),
+            key_type=describe_key(subject_key),
+            signature_algorithm=(
+                f"{type(subject_key).__name__.replace('PublicKey', '')}-{sig_hash.name}" if sig_hash else "ed25519"
+            ),
+            is_ca=False,
+            path_len=None,
+            key_usage=tuple(_camel(flag) for flag in _KEY_USAGE_FLAGS if getattr(key_usage, flag)),
+            extended_key_usage=tuple(_EKU_NAMES.get(oid, oid.dotted_string) for oid in eku_oids),
+            fingerprint_sha256=_hex(cert.fingerprint(hashes.SHA256())),
+            subject_key_id=_hex(ski.digest),
+            authority_key_id=_hex(aki.key_identifier) if aki.key_identifier else None,
+            self_signed=subject == self._cert.subject,
+            has_san_extension=True,
+            basic_constraints_critical=True,
+            key_usage_critical=True,
+        )
         return Leaf(
             role=role,
             name=name,
             cert_pem=cert_pem,
             chain_pem=cert_pem + self.intermediates_pem,
             key_pem=private_key_pem(key) if key is not None else b"",
-            info=info_from_certificate(cert),
+            info=info,
         )
 
     # -- internals ----------------------------------------------------------------------

@@ -255,8 +255,9 @@ class StoreTransaction:
             if op.temp is None:
                 continue
             crash_point(f"stage {op.final.name}")
-            if op.temp.parent not in directories:
-                _ensure_parent(op.final)
+            if op.temp.parent not in directories and not _ensure_parent(op.final):
+                # Only a folder that was already there can hold leftovers (one made just now is
+                # empty): a renew's new archive/NAME/SERIAL folders skip the scan.
                 _sweep(op.temp.parent)
             if op.kind == "write":
                 assert op.data is not None
@@ -533,10 +534,13 @@ def _make_durable(root: Path, directories: set[Path], small: bool) -> None:
         sync_filesystem(root)
 
 
-def _ensure_parent(final: Path) -> None:
-    if not final.parent.is_dir():
-        # 0700: every folder below the PKI root that grpcpki creates may hold a private key.
-        ensure_dir(final.parent, PRIVATE_DIR_MODE)
+def _ensure_parent(final: Path) -> bool:
+    """Create ``final``'s folder if it is missing; True if it had to be created."""
+    if final.parent.is_dir():
+        return False
+    # 0700: every folder below the PKI root that grpcpki creates may hold a private key.
+    ensure_dir(final.parent, PRIVATE_DIR_MODE)
+    return True
 
 
 def _rmdir_if_empty(root: Path, directory: Path) -> None:

@@ -659,16 +659,21 @@ class Pki:
         tx = self._tx
         assert tx is not None, "call inside Pki.transaction()"
         target = self.path / "archive" / record.name / record.serial
-        if record.cert_path is None or pem_fingerprint(_read_or_empty(record.cert_path)) != record.fingerprint:
+        cert_pem = _read_or_empty(record.cert_path) if record.cert_path is not None else b""
+        if not cert_pem or pem_fingerprint(cert_pem) != record.fingerprint:
             return None, None, None
         result: list[Path | None] = []
         for current in (record.cert_path, record.chain_path, record.key_path):
             if current is None or not current.is_file():
                 result.append(None)
                 continue
-            if current == record.chain_path and pem_fingerprint(_read_or_empty(current)) != record.fingerprint:
-                result.append(None)  # a chain.pem that starts with another certificate is not this one's
-                continue
+            if current == record.chain_path:
+                chain_pem = _read_or_empty(current)
+                # grpcpki writes chain.pem as cert.pem plus the CA chain: when it starts with the
+                # very bytes just checked, its first certificate is this one without a second decode.
+                if not chain_pem.startswith(cert_pem) and pem_fingerprint(chain_pem) != record.fingerprint:
+                    result.append(None)  # a chain.pem that starts with another certificate is not this one's
+                    continue
             destination = target / current.name
             tx.link(current, destination)
             result.append(destination)
