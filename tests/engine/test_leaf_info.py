@@ -3,19 +3,19 @@ it must be exactly what parsing the certificate gives, for every profile, key ty
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from cryptography import x509
 
 from grpcpki.engine import CA, KeyType, Role
-from grpcpki.engine.certs import info_from_certificate
+from grpcpki.engine.certs import CertInfo, info_from_certificate
 from grpcpki.engine.keys import generate_key
 
 KEY_TYPES = [KeyType.ECDSA_P256, KeyType.ECDSA_P384, KeyType.RSA_2048, KeyType.ED25519]
 
 
-def _parsed(pem: bytes):  # type: ignore[no-untyped-def]
+def _parsed(pem: bytes) -> CertInfo:
     return info_from_certificate(x509.load_pem_x509_certificate(pem))
 
 
