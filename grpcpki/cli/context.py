@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from grpcpki.engine.pki import LockOptions, Pki
 
 PASSPHRASE_ENV = "GRPCPKI_PASSPHRASE"
+_MAX_PASSPHRASE = 4096  # far above any passphrase; OpenSSL's own PEM prompts stop at 1024
 PKI_DIR_META = "grpcpki.pki_dir"
 LOCK_TIMEOUT_ENV = "GRPCPKI_LOCK_TIMEOUT"  # read by the engine (grpcpki.engine.lock) when no option is given
 
@@ -30,6 +31,7 @@ class App:
     passphrase_file: str | None = None
     lock_timeout: float | None = None
     _cached_passphrase: bytes | None = field(default=None, repr=False)
+    _exposures_checked: bool = field(default=False, repr=False)
     pin_file: str | None = None
 
     @property
@@ -46,7 +48,15 @@ class App:
         value: bytes | None = None
         if self.passphrase_file:
             try:
-                raw = Path(self.passphrase_file).read_bytes()
+                # A pipe is fine here (--passphrase-file <(pass show ca)), so no regular-file check,
+                # but a bounded read: --passphrase-file /dev/zero must not fill the memory.
+                with open(self.passphrase_file, "rb") as handle:
+                    raw = handle.read(_MAX_PASSPHRASE + 1)
+                if len(raw) > _MAX_PASSPHRASE:
+                    raise PassphraseError(
+                        f"passphrase file {self.passphrase_file} holds more than {_MAX_PASSPHRASE} bytes",
+                        "point --passphrase-file at a file holding only the passphrase",
+                    )
             except OSError as exc:
                 raise PassphraseError(
                     f"cannot read passphrase file {self.passphrase_file}: {exc.strerror}",
@@ -72,9 +82,27 @@ class App:
         """Open the PKI directory; the passphrase is asked for only if a signing key is needed."""
         from grpcpki.engine.pki import Pki
 
-        return Pki.open(
+        pki = Pki.open(
             self.pki_path, passphrase=self.passphrase, lock=self.lock_options(), token_login=self.token_login()
         )
+        self._warn_exposures()
+        return pki
+
+    def _warn_exposures(self) -> None:
+        """Say (once, on stderr) when the CA keys are less protected than docs/security.md promises,
+        with the command that fixes it: a readable key or key folder, or a weak KDF."""
+        if self._exposures_checked:
+            return
+        self._exposures_checked = True
+        from grpcpki.cli import console
+        from grpcpki.engine.protection import check_ca_protection
+
+        ctx = click.get_current_context(silent=True)
+        reencrypting = ctx is not None and ctx.command_path.endswith("ca reencrypt")
+        for exposure in check_ca_protection(self.pki_path):
+            if reencrypting and "ca reencrypt" in exposure.fix:
+                continue
+            console.warning(f"{exposure.problem}; fix: {exposure.fix}")
 
     def token_login(self) -> TokenLogin:
         """How to log in to a PKCS#11 token holding CA keys: --pin-file, else the environment

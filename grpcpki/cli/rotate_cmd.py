@@ -21,7 +21,41 @@ def ca_group() -> None:
     Examples:
       grpcpki ca rotate begin --cross-sign
       grpcpki ca rotate status
+      grpcpki ca reencrypt
     """
+
+
+@ca_group.command("reencrypt")
+@click.option("--force", is_flag=True, help="Rewrite every encrypted CA key, not only those with a weak KDF.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON (stdout).")
+@pki_options
+@pass_app
+def reencrypt(app: App, force: bool, as_json: bool) -> None:
+    """Re-encrypt the CA keys with grpcpki's current KDF, keeping the passphrase.
+
+    Keys written by older grpcpki versions (or by OpenSSL with its defaults) use a KDF that is
+    cheap to guess offline; this rewrites each one atomically (mode 0600) with PBKDF2-HMAC-SHA256
+    at 600,000 iterations and AES-256-CBC, still readable by `openssl pkey` (docs/security.md).
+    Unencrypted keys are left as they are.
+
+    \b
+    Examples:
+      grpcpki ca reencrypt
+      GRPCPKI_PASSPHRASE=... grpcpki ca reencrypt --force --json
+    """
+    from grpcpki.engine.protection import reencrypt_ca_keys
+
+    results = reencrypt_ca_keys(app.pki(), force=force)
+    if as_json:
+        console.print_json([{"path": str(r.path), "before": r.before, "rewritten": r.rewritten} for r in results])
+        return
+    if not results:
+        console.info("no CA key files in this PKI (a CA key on a token is protected by the token)")
+    for result in results:
+        if result.rewritten:
+            console.success(f"re-encrypted {result.path} (was {result.before})")
+        else:
+            console.info(f"left {result.path} as it is ({result.before})")
 
 
 @ca_group.group("rotate")

@@ -326,7 +326,7 @@ class Pki:
                 )
             files = _ca_files(root, issuing, passphrase)
             created = not path.exists()
-            ensure_dir(path)
+            ensure_dir(path, exact=True)  # 0700 even if it existed: docs/security.md, "File modes"
             options = lock or LockOptions()
             store_lock = StoreLock(
                 path, timeout=lock_timeout_from_env() if options.timeout is None else options.timeout,

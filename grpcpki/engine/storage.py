@@ -21,9 +21,32 @@ PUBLIC_FILE_MODE = 0o644  # certificates are public
 PRIVATE_DIR_MODE = 0o700
 
 
-def ensure_dir(path: Path, mode: int = PRIVATE_DIR_MODE) -> None:
+def ensure_dir(path: Path, mode: int = PRIVATE_DIR_MODE, *, exact: bool = False) -> None:
+    """Create ``path`` and any missing parents with exactly ``mode``, whatever the umask.
+
+    mkdir(2) applies the umask (under ``umask 000`` a 0700 request still gives 0700, but a
+    default request gives 0777) and Path.mkdir(parents=True) gives parents the default mode,
+    so each folder created here is chmod-ed explicitly. An existing folder keeps its mode unless
+    ``exact`` (init-ca uses it on the PKI folder: docs/security.md, "File modes").
+    """
+    missing: list[Path] = []
+    current = path
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
     try:
-        path.mkdir(parents=True, exist_ok=True, mode=mode)
+        for folder in reversed(missing):
+            try:
+                os.mkdir(folder, mode)
+            except FileExistsError:
+                if not folder.is_dir():
+                    raise
+                continue  # made by a concurrent command: its mode is that command's business
+            os.chmod(folder, mode)
+        if exact and not missing:
+            os.chmod(path, mode)
     except OSError as exc:
         raise GrpcpkiError(f"cannot create directory {path}: {exc.strerror}", "check the path and its permissions") from None
 
