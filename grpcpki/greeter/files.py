@@ -7,12 +7,14 @@ Both ends read files rather than in-memory objects so that a running server (and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
-from grpcpki.engine import CertInfo, cert_info, check_key_pair
+from grpcpki.engine import CertInfo, Role, cert_info, check_key_pair
 from grpcpki.engine.errors import GrpcpkiError
 from grpcpki.engine.pem import certificate_blocks
 from grpcpki.engine.storage import FileStamp, file_stamp, read_file
+from grpcpki.engine.verify import verify_chain
 from grpcpki.greeter.errors import GreeterError
 
 
@@ -114,4 +116,49 @@ def describe_trust(material: TlsMaterial) -> str:
     return "; ".join(f"{info.subject} (SHA256 {info.fingerprint_sha256[:23]}…)" for info in material.trusted)
 
 
-__all__ = ["TlsMaterial", "Stamp", "TlsFiles", "describe_trust", "load", "split_pem_certificates", "stamp"]
+def serving_problem(
+    material: TlsMaterial, *, current: TlsMaterial | None = None, must_chain: bool = False, now: datetime | None = None
+) -> str | None:
+    """Why ``material`` must not replace what a server presents now, or None if it is fit.
+
+    A reload swaps what every new client is shown, so a file that grpc would accept but clients
+    would refuse (a client-only certificate, an expired one, one from another CA) would take the
+    service down at its next handshake. The key/certificate pair is already checked by :func:`load`.
+    ``current``: what is served now; clients dial its DNS/IP names, so the new certificate must keep
+    them. ``must_chain``: the material served so far chained to its trust bundle, so the new one
+    must too (a server whose certificate comes from another CA than its clients' is left alone).
+    """
+    leaf = material.leaf
+    if leaf is None or material.chain_pem is None:
+        return "there is no certificate"
+    if leaf.extended_key_usage and "serverAuth" not in leaf.extended_key_usage:
+        usages = ", ".join(leaf.extended_key_usage)
+        return f"the new certificate {leaf.subject} is not for servers (extended key usage {usages}, no serverAuth)"
+    state = leaf.validity_state(now)
+    if state == "expired":
+        return f"the new certificate {leaf.subject} expired on {leaf.not_after:%Y-%m-%d %H:%M}Z"
+    if state == "not-yet-valid":
+        return f"the new certificate {leaf.subject} is not valid before {leaf.not_before:%Y-%m-%d %H:%M}Z"
+    if current is not None and current.leaf is not None:
+        # gRPC checks the dialed name against DNS/IP SANs only (never the CN when SANs exist).
+        dropped = [str(s) for s in current.leaf.sans if s.kind in ("dns", "ip") and s not in leaf.sans]
+        if dropped:
+            return f"the new certificate {leaf.subject} drops names clients dial: {', '.join(dropped)}"
+    if must_chain and material.ca_pem is not None:
+        check = verify_chain(material.chain_pem, material.ca_pem, Role.SERVER, now=now)
+        if not check.ok:
+            return f"the new certificate {leaf.subject} does not verify against the trust bundle: {check.detail}"
+    return None
+
+
+def chains_to_bundle(material: TlsMaterial, now: datetime | None = None) -> bool:
+    """Does the server certificate verify against its own trust bundle (the usual one-CA setup)?"""
+    if material.chain_pem is None or material.ca_pem is None:
+        return False
+    return verify_chain(material.chain_pem, material.ca_pem, Role.SERVER, now=now).ok
+
+
+__all__ = [
+    "TlsMaterial", "Stamp", "TlsFiles", "chains_to_bundle", "describe_trust", "load", "serving_problem",
+    "split_pem_certificates", "stamp",
+]

@@ -37,7 +37,7 @@ from grpcpki.greeter.crl import RevocationCheck, Revoked
 from grpcpki.diagnosis.explain import spiffe_as_dns_note
 from grpcpki.engine.address import split_target
 from grpcpki.greeter.errors import GreeterError, Mode
-from grpcpki.greeter.files import TlsMaterial, Stamp, TlsFiles, load, stamp
+from grpcpki.greeter.files import TlsMaterial, Stamp, TlsFiles, chains_to_bundle, load, serving_problem, stamp
 from grpcpki.greeter.identity import PEER_IDENTITY_HEADER, AllowList, PeerIdentity, peer_identity
 
 log = logging.getLogger("grpcpki.greeter")
@@ -149,6 +149,10 @@ class CertificateReloader:
         self._stamp: Stamp = stamp(files)
         self._failed_stamp: Stamp | None = None
         self.current: TlsMaterial = load(files, side="server")
+        # If what serve started with verifies against its own trust bundle (one CA for both sides,
+        # as grpcpki lays it out), a reload must too; a server whose certificate comes from another
+        # CA than its clients' keeps only the other checks (files.serving_problem).
+        self._must_chain = chains_to_bundle(self.current)
         self.reloads = 0
 
     def configuration(self, material: TlsMaterial | None = None) -> grpc.ServerCertificateConfiguration:
@@ -187,6 +191,14 @@ class CertificateReloader:
                 self._failed_stamp = now
                 reason = exc.message + (f" ({exc.hint})" if exc.hint else "")
                 self._emit(ReloadRecord(False, f"certificate files changed but were not loaded: {reason}; "
+                                        "still serving the previous certificate"))
+                return None
+            # Keep the last good material: grpc would take a client-only, expired or foreign
+            # certificate and every client would then fail its handshake (issue 9).
+            problem = serving_problem(material, current=self.current, must_chain=self._must_chain)
+            if problem is not None:
+                self._failed_stamp = now
+                self._emit(ReloadRecord(False, f"certificate files changed but are unfit to serve: {problem}; "
                                         "still serving the previous certificate"))
                 return None
             if self._stamp_settled(now):
