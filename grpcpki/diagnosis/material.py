@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from grpcpki.diagnosis.findings import Finding, PemKind, Severity, Source
+from grpcpki.engine.certs import fully_parsed
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PassphraseError, PemError
 from grpcpki.engine.keys import is_encrypted_pem, load_private_key
 from grpcpki.engine.pem import split_pem
@@ -115,8 +117,8 @@ def load_certs(source: Source, expect: PemKind, subject: str) -> tuple[list[x509
             others.append(label)
             continue
         try:
-            certs.append(x509.load_pem_x509_certificate(block))
-        except ValueError:
+            certs.append(fully_parsed(x509.load_pem_x509_certificate(block)))
+        except (ValueError, UnsupportedAlgorithm):
             findings.append(
                 Finding("not-pem", _ERROR, f"certificate #{len(certs) + 1} in {subject} does not parse.", None, subject)
             )
@@ -229,8 +231,8 @@ def _der_certificate(data: bytes) -> x509.Certificate | None:
     if data[:1] != b"\x30":
         return None
     try:
-        return x509.load_der_x509_certificate(data)
-    except ValueError:
+        return fully_parsed(x509.load_der_x509_certificate(data))
+    except (ValueError, UnsupportedAlgorithm):
         return None
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -234,6 +235,17 @@ def _camel(flag: str) -> str:
     return head + "".join(word.capitalize() for word in rest)
 
 
+def fully_parsed(certificate: x509.Certificate) -> x509.Certificate:
+    """``certificate``, after reading every field grpcpki looks at; ValueError if one is damaged.
+
+    cryptography parses names, extensions and the key lazily, so a damaged field would otherwise
+    raise a bare ValueError later, wherever it is first read (an "unexpected error").
+    """
+    _ = (certificate.issuer, certificate.subject, certificate.extensions, certificate.public_key(),
+         certificate.signature_hash_algorithm, certificate.not_valid_before_utc, certificate.not_valid_after_utc)
+    return certificate
+
+
 def load_certificates(pem: bytes, *, source: str = "input") -> list[x509.Certificate]:
     """Every certificate in a PEM blob, in order; PemError if there is none."""
     if b"-----BEGIN" not in pem:
@@ -245,8 +257,8 @@ def load_certificates(pem: bytes, *, source: str = "input") -> list[x509.Certifi
         what = "a private key" if b"PRIVATE KEY-----" in pem else "no certificate"
         raise PemError(f"{source} holds {what}, not a certificate", "point at the .crt / cert.pem file")
     try:
-        return x509.load_pem_x509_certificates(pem)
-    except ValueError as exc:
+        return [fully_parsed(c) for c in x509.load_pem_x509_certificates(pem)]
+    except (ValueError, UnsupportedAlgorithm) as exc:
         raise PemError(f"{source} has a damaged certificate: {exc}", "re-export or reissue it") from None
 
 

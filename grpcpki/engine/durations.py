@@ -45,7 +45,8 @@ def parse_duration(
     value = (int(whole) + (int(fraction) / 10 ** len(fraction) if fraction else 0)) * _UNITS[unit]
     if value > maximum.total_seconds():
         raise DurationError(f"{stripped} is longer than {format_duration(maximum)}", f"use at most {format_duration(maximum)}")
-    result = timedelta(seconds=value)
+    # Milliseconds are the finest unit written here; rounding to them keeps format_duration exact.
+    result = timedelta(milliseconds=round(value * 1000))
     if result < minimum:
         raise DurationError(f"{stripped} is shorter than {format_duration(minimum)}", f"use at least {format_duration(minimum)}")
     return result
