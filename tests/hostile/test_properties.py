@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import string
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -214,6 +215,16 @@ def pki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     code, _out, err = _main(["--pki", str(path), "init-ca", "--name", "Property CA"])
     assert code == 0, err
     return path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _leave_the_cli_group_as_found() -> Iterator[None]:
+    from grpcpki.cli import cli
+
+    yield
+    # click caches the group's help option from the first real context (-h, --help); a later
+    # test that renders the group's help from a bare click.Context (tests/speed) must not see it.
+    cli._help_option = None
 
 
 def _main(args: list[str]) -> tuple[int, str, str]:
