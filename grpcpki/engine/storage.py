@@ -1,5 +1,7 @@
-"""Files on disk: atomic writes with the right modes, and all-or-nothing groups of writes.
+"""Files on disk: atomic writes with the right modes, and bounded reads of input files.
 
+Groups of writes that must land together with inventory rows go through the store's journal
+(:mod:`grpcpki.engine.journal`); this module holds the single-file primitives it builds on.
 A crash or an error half-way must never leave a certificate beside a key it does not match,
 so every file is written to a temp file in the same directory, fsynced, then renamed
 (rename is atomic within a filesystem on POSIX).
@@ -11,7 +13,6 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError
@@ -201,67 +202,3 @@ def _shown(path: Path) -> str:
     """The path as printed in a message: long hostile arguments are cut so the message stays one line."""
     text = str(path)
     return text if len(text) <= 200 else text[:100] + "..." + text[-40:]
-
-
-class FileTransaction:
-    """Stage several files, then commit them all; on error nothing staged remains.
-
-    Files are written to temp names first; ``commit`` renames them in order. Existing files
-    that would be replaced are kept as ``.bak`` until the commit succeeds, so a failure in the
-    middle of the renames restores them.
-    """
-
-    def __init__(self) -> None:
-        self._staged: list[tuple[Path, Path]] = []
-
-    def write(self, path: Path, data: bytes, mode: int) -> None:
-        self._staged.append((_stage(path, data, mode), path))
-
-    def commit(self) -> None:
-        done: list[tuple[Path, Path | None]] = []
-        try:
-            for tmp, final in self._staged:
-                backup = None
-                if final.exists():
-                    # A hard link, not a rename: the final path never disappears, so a server
-                    # hot-reloading from it always finds a file.
-                    backup = final.with_name(f".{final.name}.bak")
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(backup)
-                    os.link(final, backup)
-                os.replace(tmp, final)
-                done.append((final, backup))
-        except BaseException:
-            for final, backup in reversed(done):
-                with contextlib.suppress(OSError):
-                    if backup is not None:
-                        os.replace(backup, final)
-                    else:
-                        os.unlink(final)
-            self.rollback()
-            raise
-        for _final, backup in done:
-            if backup is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(backup)
-        for directory in {final.parent for _tmp, final in self._staged}:
-            _fsync_dir(directory)
-        self._staged.clear()
-
-    def rollback(self) -> None:
-        for tmp, _final in self._staged:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        self._staged.clear()
-
-
-@contextlib.contextmanager
-def transaction() -> Iterator[FileTransaction]:
-    """``with transaction() as tx: tx.write(...)`` - committed on success, discarded on error."""
-    tx = FileTransaction()
-    try:
-        yield tx
-    except BaseException:
-        tx.rollback()
-        raise
-    tx.commit()

@@ -14,7 +14,6 @@ from support import tree
 from grpcpki.engine import (
     AlreadyExistsError,
     CAExistsError,
-    GrpcpkiError,
     InventoryError,
     NoCAError,
     NotFoundError,
@@ -24,7 +23,6 @@ from grpcpki.engine import (
     verify_chain,
 )
 from grpcpki.engine.inventory import SCHEMA_VERSION
-from grpcpki.engine.storage import PRIVATE_FILE_MODE, transaction
 
 
 def _mode(path: Path) -> int:
@@ -139,14 +137,6 @@ def test_failed_store_leaves_files_and_rows_unchanged(tmp_path: Path) -> None:
     assert {p: p.read_bytes() for p in files_before} == files_before
     assert not [p for p in (tmp_path / "pki").rglob(".*.tmp")]
     assert [r.serial for r in pki.records()] == [first.serial]
-
-
-def test_file_transaction_is_all_or_nothing(tmp_path: Path) -> None:
-    (tmp_path / "blocker").write_text("a file where a directory should be")
-    with pytest.raises(GrpcpkiError, match="cannot create directory"), transaction() as tx:
-        tx.write(tmp_path / "ok" / "a.pem", b"a", PRIVATE_FILE_MODE)
-        tx.write(tmp_path / "blocker" / "b.pem", b"b", PRIVATE_FILE_MODE)
-    assert tree(tmp_path) == ["blocker"]
 
 
 def test_open_errors(tmp_path: Path) -> None:
