@@ -64,6 +64,17 @@ def inventory_present(root: Path) -> bool:
 _DAY = timedelta(days=1)
 
 
+# Shared by Record and Listed, so the two views of a row cannot disagree on what "expired" means.
+def _state(status: str, not_after: datetime, now: datetime | None) -> str:
+    if status == "active" and not_after <= (now or datetime.now(UTC)):
+        return "expired"
+    return status
+
+
+def _days_left(not_after: datetime, now: datetime | None) -> int:
+    return (not_after - (now or datetime.now(UTC))) // _DAY
+
+
 def openssl_serial(serial_hex: str) -> str:
     """``5a3f`` -> ``5A3F``, ``a3f`` -> ``0A3F``: OpenSSL prints each byte of the DER integer's
     magnitude as two uppercase digits (i2a_ASN1_INTEGER), so people can match the two outputs."""
@@ -118,13 +129,11 @@ class Record:
 
     def state(self, now: datetime | None = None) -> str:
         """The status, except that an active certificate past its notAfter is "expired"."""
-        if self.status == "active" and self.not_after <= (now or datetime.now(UTC)):
-            return "expired"
-        return self.status
+        return _state(self.status, self.not_after, now)
 
     def days_left(self, now: datetime | None = None) -> int:
         """Whole days until notAfter (negative once expired), rounded down."""
-        return (self.not_after - (now or datetime.now(UTC))) // _DAY
+        return _days_left(self.not_after, now)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -202,12 +211,10 @@ class Listed(NamedTuple):
 
     def state(self, now: datetime | None = None) -> str:
         """The status, except that an active certificate past its notAfter is "expired"."""
-        if self.status == "active" and self.not_after <= (now or datetime.now(UTC)):
-            return "expired"
-        return self.status
+        return _state(self.status, self.not_after, now)
 
     def days_left(self, now: datetime | None = None) -> int:
-        return (self.not_after - (now or datetime.now(UTC))) // _DAY
+        return _days_left(self.not_after, now)
 
     def to_dict(self) -> dict[str, object]:
         """The keys of :meth:`Record.to_dict`, in its order."""
