@@ -50,7 +50,8 @@ def completion(shell: str) -> None:
     """Print the completion script for SHELL: commands, options, and certificate names.
 
     Names come from the inventory of the PKI the command line points at (--pki, GRPCPKI_HOME,
-    ./pki); `serve --name` offers server certificates, `greet --name` client ones.
+    ./pki), or from the shared database of --db / GRPCPKI_DB (read-only, short timeouts);
+    `serve --name` offers server certificates, `greet --name` client ones.
 
     \b
     Examples (install, then open a new shell):
