@@ -165,22 +165,23 @@ def _pass(target: str, directory: Path, *, force: bool, exec_command: str | None
 
 
 def _hook(command: str, directory: Path, reply: object, old_serial: str) -> bool:
+    from grpcpki.cli.renew_cmd import exec_timeout
     from grpcpki.engine import workload
     from grpcpki.engine.hooks import run_command
 
     name, kind, serial, not_after = (getattr(reply, a) for a in ("name", "kind", "serial", "not_after_unix"))
-    code = run_command(command, {
+    hook = run_command(command, {
         "GRPCPKI_NAME": name, "GRPCPKI_KIND": kind, "GRPCPKI_SERIAL": serial, "GRPCPKI_OLD_SERIAL": old_serial,
         "GRPCPKI_NOT_AFTER": f"{datetime.fromtimestamp(not_after, UTC):%Y-%m-%dT%H:%M:%SZ}",
         "GRPCPKI_CERT_PATH": str((directory / workload.CHAIN).resolve()),
         "GRPCPKI_CHAIN_PATH": str((directory / workload.CHAIN).resolve()),
         "GRPCPKI_KEY_PATH": str((directory / workload.KEY).resolve()),
         "GRPCPKI_CA_PATH": str((directory / workload.TRUST).resolve()),
-    })
-    if code != 0:
-        console.render_error(f"--exec for {name} exited with {code}; the renewed certificate is in place",
+    }, timeout=exec_timeout())
+    if not hook.ok:
+        console.render_error(f"--exec for {name} {hook.outcome}; the renewed certificate is in place",
                              "fix the command and run it by hand")
-    return code == 0
+    return hook.ok
 
 
 def _iso(moment: datetime) -> str:

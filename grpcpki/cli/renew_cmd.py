@@ -23,6 +23,24 @@ if TYPE_CHECKING:
     from grpcpki.engine.pki import Pki
     from grpcpki.engine.rotation import RenewResult
 
+# ctx.meta key of --exec-timeout (kept out of the function's parameters: the engine's default applies without it).
+EXEC_TIMEOUT = "grpcpki.exec_timeout"
+
+
+def _set_exec_timeout(ctx: click.Context, value: timedelta | None) -> None:
+    if value is not None:
+        ctx.meta[EXEC_TIMEOUT] = value
+
+
+def exec_timeout() -> timedelta:
+    """--exec-timeout of the running command, else the engine's default."""
+    from grpcpki.engine.hooks import DEFAULT_HOOK_TIMEOUT
+
+    ctx = click.get_current_context(silent=True)
+    value = ctx.meta.get(EXEC_TIMEOUT) if ctx is not None else None
+    return value if isinstance(value, timedelta) else DEFAULT_HOOK_TIMEOUT
+
+
 # Show a progress bar only when there is enough work to watch.
 _PROGRESS_THRESHOLD = 5
 _REASONS = ("unspecified", "keyCompromise", "superseded", "cessationOfOperation", "affiliationChanged")
@@ -55,6 +73,12 @@ _REASONS = ("unspecified", "keyCompromise", "superseded", "cessationOfOperation"
     help="Run CMD with /bin/sh after each renewed certificate, with GRPCPKI_NAME, GRPCPKI_KIND, "
     "GRPCPKI_SERIAL, GRPCPKI_CHAIN_PATH, GRPCPKI_KEY_PATH... set (docs/commands.md). A failing CMD "
     "makes the exit status 1; the renewal stays.",
+)
+@click.option(
+    "--exec-timeout", type=DurationType(timedelta(seconds=1), timedelta(days=1)), default="5m", show_default=True,
+    metavar="DURATION", expose_value=False, is_eager=True, callback=lambda ctx, _param, value: _set_exec_timeout(ctx, value),
+    help="Stop a --exec CMD still running after DURATION (1s to 1d): its whole process group is killed and "
+    "it counts as a failed hook (the renewal stays). Example: --exec-timeout 30s.",
 )
 @click.option("--quiet", "-q", is_flag=True,
               help="Print nothing when nothing is due (renewals, failures and --json output still show).")
@@ -100,7 +124,7 @@ def renew(
       grpcpki renew localhost --force     # renew one now
       grpcpki renew --all --within 30d --dry-run --json
       grpcpki renew --all --watch 1h      # sidecar loop
-      grpcpki renew --all --quiet --exec 'systemctl reload envoy'
+      grpcpki renew --all --quiet --exec 'systemctl reload envoy' --exec-timeout 1m
       grpcpki renew --all --exec 'grpcpki export "$GRPCPKI_NAME" --format k8s | kubectl apply -f -'
       grpcpki renew --daemon --ca-server ca.internal:9443 --dir /etc/web/tls --exec 'pkill -HUP envoy'
     Exit status: 0 when every due certificate was renewed (or none was due) and every --exec
@@ -205,7 +229,7 @@ def _renew_once(
     for hook in hooks.values():
         if not hook.ok:
             console.render_error(
-                f"--exec for {hook.name} {_exit_words(hook.exit_code)}; the renewed certificate is in place",
+                f"--exec for {hook.name} {hook.outcome}; the renewed certificate is in place",
                 "fix the command and run it by hand (or renew again with --force)",
             )
     return not failed and all(h.ok for h in hooks.values())
@@ -220,17 +244,9 @@ def _run_hooks(pki: Pki, results: Sequence[RenewResult], command: str) -> dict[s
         if result.action == "renewed" and result.record is not None:
             hooks[result.name] = run_hook(
                 command, result.record, old_serial=result.old_serial, trust_path=pki.trust_bundle_path,
-                pki_path=pki.path,
+                pki_path=pki.path, timeout=exec_timeout(),
             )
     return hooks
-
-
-def _exit_words(code: int) -> str:
-    if code < 0:
-        return f"was killed by signal {-code}"
-    if code == 127:
-        return "exited with 127 (command not found)"
-    return f"exited with {code}"
 
 
 def _dry_run(

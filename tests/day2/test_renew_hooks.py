@@ -72,7 +72,7 @@ def test_failing_hook_keeps_the_renewal_and_exits_1(cli: Callable[..., Result], 
     assert result.code == 1, result.output
     document = json.loads(result.stdout)
     assert document["renewed"] == 1 and document["hooks_failed"] == 1
-    assert document["certificates"][0]["exec"] == {"command": "echo from-the-hook; exit 3", "exit_code": 3}
+    assert document["certificates"][0]["exec"] == {"command": "echo from-the-hook; exit 3", "exit_code": 3, "timed_out": False}
     assert "from-the-hook" in result.stderr
     assert "error: --exec for localhost exited with 3; the renewed certificate is in place" in result.stderr
     after = {r["name"]: r["serial"] for r in json.loads(cli("list", "--json").stdout)}
@@ -80,6 +80,34 @@ def test_failing_hook_keeps_the_renewal_and_exits_1(cli: Callable[..., Result], 
     assert after["localhost"] == document["certificates"][0]["new_serial"] != old["localhost"]
     missing = cli("renew", "web", "--force", "--exec", "no-such-command-anywhere")
     assert missing.code == 1 and "exited with 127 (command not found)" in missing.stderr
+    # A hook that hangs is stopped: its whole process group, even children that ignore SIGTERM
+    # (an ignored signal stays ignored across exec), and it counts as one failed hook.
+    pids = tmp_path / "hook.pids"
+    hanging = f"trap '' TERM; sleep 600 & echo $! > {shlex.quote(str(pids))}; echo $$ >> {shlex.quote(str(pids))}; sleep 600"
+    stuck = cli("renew", "localhost", "--force", "--json", "--exec", hanging, "--exec-timeout", "1s")
+    assert stuck.code == 1, stuck.output
+    document = json.loads(stuck.stdout)
+    assert document["renewed"] == 1 and document["hooks_failed"] == 1
+    assert document["certificates"][0]["exec"]["timed_out"] is True and document["certificates"][0]["exec"]["exit_code"] == 124
+    errors = [line for line in stuck.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: --exec for localhost did not finish within 1s and was killed (its whole process group); "
+        "the renewed certificate is in place"), stuck.stderr
+    for pid in map(int, pids.read_text().split()):
+        assert _gone(pid), f"hook process {pid} survived the timeout"
+    assert {r["name"]: r["serial"] for r in json.loads(cli("list", "--json").stdout)}["localhost"] == (
+        document["certificates"][0]["new_serial"])
+    bad = cli("renew", "web", "--force", "--exec", "true", "--exec-timeout", "5")
+    assert bad.code == 2 and "--exec-timeout" in bad.stderr and "no unit" in bad.stderr, bad.output
+
+
+def _gone(pid: int) -> bool:
+    """Dead, or a zombie its new parent has not reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 def test_errors_go_to_stderr_with_and_without_json(cli: Callable[..., Result], tmp_path: Path) -> None:
