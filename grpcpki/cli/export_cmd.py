@@ -127,12 +127,9 @@ def _check_flags(
 def _store_password(password_file: Path | None) -> bytes:
     """--password-file, then $GRPCPKI_EXPORT_PASSWORD, then a prompt; never argv (ps shows argv)."""
     if password_file is not None:
-        try:
-            value = password_file.read_bytes().rstrip(b"\r\n")
-        except OSError as exc:
-            raise PassphraseError(
-                f"cannot read password file {password_file}: {exc.strerror}", "check the path given to --password-file"
-            ) from None
+        from grpcpki.engine.export import read_password_file
+
+        value = read_password_file(password_file)
     elif os.environ.get(PASSWORD_ENV):
         value = os.environ[PASSWORD_ENV].encode()
     elif sys.stdin is not None and sys.stdin.isatty():

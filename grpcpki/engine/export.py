@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -32,6 +33,9 @@ PKCS12_KDF_ROUNDS = 100_000
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ENV_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A store password file holds one line; like the CA passphrase (cli/context.py), 4 KiB is far
+# above any real password and keeps `--password-file /dev/zero`-style mistakes cheap.
+MAX_PASSWORD_BYTES = 4096
 
 
 class ExportFormat(enum.StrEnum):
@@ -77,6 +81,20 @@ class Export:
 
 def needs_password(fmt: ExportFormat | str) -> bool:
     return ExportFormat(fmt) in _NEEDS_PASSWORD
+
+
+def read_password_file(path: Path | str) -> bytes:
+    """The store password in ``path`` (``--password-file``), through the one reader every input
+    file goes through (storage.read_file: a regular file, at most :data:`MAX_PASSWORD_BYTES`; a
+    FIFO, device or /dev/zero is refused in one line instead of blocking or filling memory).
+    The newline ``echo`` leaves is not part of the password."""
+    from grpcpki.engine.errors import PassphraseError
+
+    try:
+        data = read_file(path, "password file", limit=MAX_PASSWORD_BYTES)
+    except GrpcpkiError as exc:
+        raise PassphraseError(exc.message, exc.hint) from None
+    return data.rstrip(b"\r\n")
 
 
 def default_secret_name(name: str, kind: str = "server") -> str:
@@ -297,6 +315,7 @@ __all__ = [
     "default_secret_name",
     "export",
     "needs_password",
+    "read_password_file",
     "validate_env_prefix",
     "validate_namespace",
     "validate_secret_name",

@@ -187,11 +187,13 @@ def _refuse_kind(mode: int, what: str, shown: str) -> None:
         raise NotFoundError(f"{what} {shown} is a directory, not a file", "point at the file inside it")
     raise GrpcpkiError(
         f"{what} {shown} is {_kind_of(mode)}, not a regular file",
-        "point at a PEM file; to read from a pipe, save it to a file first",
+        "point at a regular file; to read from a pipe, save it to a file first",
     )
 
 
 def _too_large(what: str, shown: str, limit: int) -> GrpcpkiError:
+    if limit < 1 << 20:  # a small cap (a password file): the size in bytes, not "0 MiB"
+        return GrpcpkiError(f"{what} {shown} is larger than {limit} bytes", "point at the right file")
     return GrpcpkiError(
         f"{what} {shown} is larger than {limit // (1024 * 1024)} MiB, far more than any certificate, key or bundle",
         "point at the right file",

@@ -166,7 +166,14 @@ def test_bad_input_is_one_line_and_writes_nothing(cli: Callable[..., Result], pk
     empty.write_text("\n")
     assert_clean_error(cli("export", "web", "--format", "pkcs12", "--out", str(out), "--password-file", str(empty)),
                        "empty")
-    assert tree(tmp_path) == sorted([*before, "empty.pass"])
+    # The password file goes through the one input-file reader: a FIFO (which would block until a
+    # writer came), /dev/zero (which never ends) and an oversized file each get one line.
+    fifo, huge = tmp_path / "fifo.pass", tmp_path / "huge.pass"
+    os.mkfifo(fifo)
+    huge.write_bytes(b"x" * 5000)
+    for path, words in ((fifo, "password file"), (Path("/dev/zero"), "password file"), (huge, "larger than 4096 bytes")):
+        assert_clean_error(cli("export", "web", "--format", "pkcs12", "--out", str(out), "--password-file", str(path)), words, "not a regular file" if path != huge else "")
+    assert tree(tmp_path) == sorted([*before, "empty.pass", "huge.pass"])  # tree() lists regular files
     # Options of another format, and malformed Kubernetes names, are usage errors naming the flag.
     for args, flag in (
         (("--format", "pem", "--namespace", "prod"), "--namespace"),
