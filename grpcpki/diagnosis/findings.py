@@ -60,6 +60,7 @@ FINDINGS: dict[str, str] = {
     "key-encrypted": "the private key is encrypted and no passphrase was given",
     "key-wrong-passphrase": "the passphrase does not decrypt the private key",
     "key-permissions": "the private key file is accessible to group/others",
+    "key-weak-kdf": "the private key is encrypted with a weak or legacy KDF (cheap to guess offline)",
     "key-mismatch": "the private key does not belong to the certificate",
     # one certificate (diagnosis.certificate)
     "expired": "a certificate is past notAfter",

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from grpcpki.diagnosis.findings import Finding, PemKind, Severity, Source
 from grpcpki.engine.certs import fully_parsed
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PassphraseError, PemError
-from grpcpki.engine.keys import is_encrypted_pem, load_private_key
+from grpcpki.engine.keys import KDF_ITERATIONS, is_encrypted_pem, key_protection, load_private_key
 from grpcpki.engine.pem import split_pem
 from grpcpki.engine.storage import read_file
 
@@ -182,6 +182,7 @@ def load_key(source: Source, passphrase: bytes | None, subject: str) -> tuple[Pr
                 subject,
             )
         )
+    findings += kdf_findings(keys[0], subject)
     try:
         return load_private_key(keys[0], passphrase, source=subject), findings
     except PassphraseError as exc:
@@ -201,6 +202,31 @@ def load_key(source: Source, passphrase: bytes | None, subject: str) -> tuple[Pr
         return None, findings + [finding]
     except PemError as exc:
         return None, findings + [Finding("not-pem", _ERROR, f"{exc.message}.", exc.hint, subject)]
+
+
+def kdf_findings(key_pem: bytes, subject: str) -> list[Finding]:
+    """An encrypted key whose passphrase is cheap to guess offline: OpenSSL's traditional
+    ``Proc-Type: 4,ENCRYPTED`` (one MD5 round), PKCS#5 v1.5 PBES1 (DES/RC2), or PBKDF2 with
+    far fewer iterations than OWASP's floor (``openssl genpkey -aes256`` uses 2,048). Read from
+    the PEM header alone: no passphrase needed (engine/keys.key_protection)."""
+    if not is_encrypted_pem(key_pem):
+        return []
+    protection = key_protection(key_pem)
+    if protection.strong:
+        return []
+    # Writes a new file beside the key (safe as printed): openssl asks for the old and new passphrase.
+    fix = (f"openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf hmacWithSHA256 -iter {KDF_ITERATIONS} "
+           f"-in {shlex.quote(subject)} -out {shlex.quote(subject + '.new')}")
+    return [
+        Finding(
+            "key-weak-kdf",
+            _WARNING,
+            f"{subject} is encrypted with {protection.describe()}: a stolen copy's passphrase is cheap to guess "
+            f"offline (grpcpki writes PBKDF2-HMAC-SHA256 with {KDF_ITERATIONS:,} iterations and AES-256-CBC).",
+            fix,
+            subject,
+        )
+    ]
 
 
 def permission_findings(source: Source, subject: str) -> list[Finding]:

@@ -23,6 +23,7 @@ import dataclasses
 import datetime as dt
 import ipaddress
 import os
+import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,7 +306,7 @@ def _ca_validity(cert_pem: bytes, subject: str, *, now: dt.datetime) -> list[Fin
     return []
 
 
-def _ca_key_findings(key: Path, cert: Path, passphrase: bytes | None) -> list[Finding]:
+def _ca_key_findings(key: Path, cert: Path, passphrase: bytes | None, pki_path: Path) -> list[Finding]:
     if key.name.endswith(".key.uri"):
         # The key is on a PKCS#11 token (engine/hsm.py) and the file holds only its URI; doctor
         # does not log in to tokens, and the next signing command checks the key pair there.
@@ -323,8 +324,15 @@ def _ca_key_findings(key: Path, cert: Path, passphrase: bytes | None) -> list[Fi
                 "(set GRPCPKI_PASSPHRASE or --passphrase-file to check it).",
                 fix=None,
             )
+        elif f.id == "key-weak-kdf":
+            # A CA key has its own safe fix: rewritten in place, atomically, same passphrase, current KDF.
+            f = dataclasses.replace(f, fix=reencrypt_command(pki_path))
         out.append(f)
     return out
+
+
+def reencrypt_command(pki_path: Path) -> str:
+    return f"grpcpki --pki {shlex.quote(str(pki_path))} ca reencrypt"
 
 
 def _doctor_cas(pki: Pki, *, passphrase: bytes | None, now: dt.datetime) -> list[Checked]:
@@ -339,7 +347,7 @@ def _doctor_cas(pki: Pki, *, passphrase: bytes | None, now: dt.datetime) -> list
         if not doctor.has_errors(findings):
             findings += _ca_validity(read_file(cert, "CA certificate"), str(cert), now=now)
         if record.key_path is not None:
-            findings += _ca_key_findings(record.key_path, cert, passphrase)
+            findings += _ca_key_findings(record.key_path, cert, passphrase, pki.path)
         paths = tuple(str(p) for p in (cert, record.key_path) if p is not None)
         out.append(Checked(f"{record.name} (g{record.ca_generation or 1})", record.kind, paths, _merge([findings])))
     bundle = pki.trust_bundle_path

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from diagnosis_support import free_port, start_servers
-from support import Result, assert_clean_error
+from support import OPENSSL, Result, assert_clean_error, requires_openssl
 
 from grpcpki.engine import Pki, Role
 
@@ -66,6 +68,31 @@ def test_encrypted_ca_key_is_info_and_passphrase_is_checked_when_given(cli: Call
     assert wrong.code == 1 and ids(wrong) == {"key-wrong-passphrase": "error"}
     right = cli("doctor", "--json", env=env)
     assert right.code == 0 and ids(right) == {}
+
+
+@requires_openssl
+def test_a_ca_key_from_older_tools_is_a_kdf_warning_whose_fix_works(cli: Callable[..., Result], tmp_path: Path) -> None:
+    """A CA key re-encrypted by openssl the way older recipes do: `-traditional` (Proc-Type:
+    4,ENCRYPTED, one MD5 round) and `pkey -aes256` (PBKDF2 with OpenSSL's default 2,048
+    iterations). Doctor warns, and its fix, run as printed, makes the key strong again."""
+    env = {"GRPCPKI_PASSPHRASE": "right horse"}
+    assert cli("init-ca", "--name", "Old CA", "--encrypt", env=env).code == 0
+    key = tmp_path / "pki" / "ca" / "g1" / "root.key"
+    for extra, described in ((["-traditional"], "OpenSSL legacy (MD5, 1 round)"), ([], "PBKDF2-HMAC-SHA256, 2,048 iterations")):
+        weak = tmp_path / "weak.key"
+        subprocess.run([str(OPENSSL), "pkey", "-in", str(key), "-passin", "pass:right horse", *extra, "-aes256",
+                        "-passout", "pass:right horse", "-out", str(weak)], check=True, capture_output=True)
+        weak.chmod(0o600)
+        weak.replace(key)
+        report = cli("doctor", "--json", env=env)
+        assert report.code == 0 and ids(report) == {"key-weak-kdf": "warning"}, report.output
+        [finding] = [f for item in json.loads(report.stdout)["checked"] for f in item["findings"]]
+        assert described in finding["message"] and str(key) in finding["message"]
+    assert finding["fix"] == f"grpcpki --pki {tmp_path / 'pki'} ca reencrypt"
+    fixed = cli(*shlex.split(finding["fix"])[1:], env=env)
+    assert fixed.code == 0, fixed.output
+    assert ids(cli("doctor", "--json", env=env)) == {}
+    assert b"Proc-Type" not in key.read_bytes() and cli("issue", "server", "after", env=env).code == 0
 
 
 def test_problems_in_a_pki_exit_1_with_fixes(pki: Callable[..., Result], tmp_path: Path) -> None:

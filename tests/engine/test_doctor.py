@@ -186,6 +186,14 @@ CASES: list[tuple[str, Case, str, Severity]] = [
         Severity.ERROR,
     ),
     (
+        "key encrypted the traditional OpenSSL way (Proc-Type: 4,ENCRYPTED, one MD5 round)",
+        lambda w: check_key_file(w.server.key.private_bytes(
+            b.serialization.Encoding.PEM, b.serialization.PrivateFormat.TraditionalOpenSSL,
+            b.serialization.BestAvailableEncryption(b"s3cret"))),
+        "key-weak-kdf",
+        Severity.WARNING,
+    ),
+    (
         "key readable by group",
         lambda w: check_key_file(w.write("open.key", w.server.key_pem, 0o640)),
         "key-permissions",
@@ -525,8 +533,15 @@ def test_now_can_be_passed(world: World) -> None:
 
 
 def test_correct_passphrase_decrypts(world: World) -> None:
-    encrypted = b.key_pem(world.server.key, b"s3cret")
+    from grpcpki.engine.keys import encrypted_private_key_pem
+
+    # Encrypted as grpcpki writes keys (cryptography's BestAvailableEncryption uses 2,048 PBKDF2
+    # iterations: key-weak-kdf).
+    encrypted = encrypted_private_key_pem(world.server.key, b"s3cret")
     assert check_material(world.server.cert_pem, encrypted, role="server", passphrase=b"s3cret") == []
+    weak = b.key_pem(world.server.key, b"s3cret")
+    assert [f.id for f in check_material(world.server.cert_pem, weak, role="server", passphrase=b"s3cret")] == [
+        "key-weak-kdf"]
 
 
 def test_mismatch_fix_names_the_inventory_name(world: World) -> None:
