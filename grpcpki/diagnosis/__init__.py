@@ -22,8 +22,9 @@ every module is importable in a process that never loads grpc (tests/engine/test
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from grpcpki._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from grpcpki.diagnosis.doctor import check_key_file, check_material, check_pem_file, check_trust_bundle
@@ -65,10 +66,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

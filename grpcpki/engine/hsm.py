@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -492,10 +492,36 @@ def _not_extractable(uri: Pkcs11Uri) -> TokenError:
 
 
 class TokenKey:
-    """What both token key classes share: the URI, the token object, a signing call, destroy()."""
+    """What both token key classes share: the URI, the token object and its public key, a
+    signing call, destroy(), and refusing to give the private key out."""
 
     uri: Pkcs11Uri
     _private: Any
+    _public: Any  # the subclass's public key type
+
+    def __init__(self, uri: Pkcs11Uri, private: Any, public: Any) -> None:
+        self.uri = uri
+        self._private = private
+        self._public = public
+
+    @property
+    def key_size(self) -> int:
+        return int(self._public.key_size)
+
+    def private_bytes(
+        self,
+        encoding: serialization.Encoding,
+        format: serialization.PrivateFormat,
+        encryption_algorithm: serialization.KeySerializationEncryption,
+    ) -> bytes:
+        raise _not_extractable(self.uri)
+
+    # A copy is the same handle on the same token object: there is no key material to copy.
+    def __copy__(self) -> Self:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Self:
+        return self
 
     def _sign_on_token(self, data: bytes, mechanism: Any) -> bytes:
         pkcs11 = _pkcs11()
@@ -531,11 +557,6 @@ def _digest(data: bytes, algorithm: hashes.HashAlgorithm) -> bytes:
 class TokenECKey(TokenKey, ec.EllipticCurvePrivateKey):
     """An EC private key on a token: cryptography's builders sign with it like any other."""
 
-    def __init__(self, uri: Pkcs11Uri, private: Any, public: ec.EllipticCurvePublicKey) -> None:
-        self.uri = uri
-        self._private = private
-        self._public = public
-
     def sign(self, data: Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
         if not isinstance(signature_algorithm, ec.ECDSA):
             raise TokenError(f"a token EC key signs only ECDSA, not {type(signature_algorithm).__name__}")
@@ -556,29 +577,11 @@ class TokenECKey(TokenKey, ec.EllipticCurvePrivateKey):
     def curve(self) -> ec.EllipticCurve:
         return self._public.curve
 
-    @property
-    def key_size(self) -> int:
-        return self._public.key_size
-
     def exchange(self, algorithm: ec.ECDH, peer_public_key: ec.EllipticCurvePublicKey) -> bytes:
         raise TokenError("a CA key on a token only signs", "use a separate key for key agreement")
 
     def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
         raise _not_extractable(self.uri)
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        raise _not_extractable(self.uri)
-
-    def __copy__(self) -> TokenECKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> TokenECKey:
-        return self
 
 
 # RFC 8017 9.2 note 1: the DER DigestInfo prefix for each hash, for CKM_RSA_PKCS (which pads
@@ -592,11 +595,6 @@ _DIGEST_INFO = {
 
 class TokenRSAKey(TokenKey, rsa.RSAPrivateKey):
     """An RSA private key on a token, signing PKCS#1 v1.5 (what X.509 builders ask for)."""
-
-    def __init__(self, uri: Pkcs11Uri, private: Any, public: rsa.RSAPublicKey) -> None:
-        self.uri = uri
-        self._private = private
-        self._public = public
 
     def sign(
         self,
@@ -616,29 +614,11 @@ class TokenRSAKey(TokenKey, rsa.RSAPrivateKey):
     def public_key(self) -> rsa.RSAPublicKey:
         return self._public
 
-    @property
-    def key_size(self) -> int:
-        return self._public.key_size
-
     def decrypt(self, ciphertext: bytes, padding: padding.AsymmetricPadding) -> bytes:
         raise TokenError("a CA key on a token only signs", "use a separate key for decryption")
 
     def private_numbers(self) -> rsa.RSAPrivateNumbers:
         raise _not_extractable(self.uri)
-
-    def private_bytes(
-        self,
-        encoding: serialization.Encoding,
-        format: serialization.PrivateFormat,
-        encryption_algorithm: serialization.KeySerializationEncryption,
-    ) -> bytes:
-        raise _not_extractable(self.uri)
-
-    def __copy__(self) -> TokenRSAKey:
-        return self
-
-    def __deepcopy__(self, memo: dict[int, object]) -> TokenRSAKey:
-        return self
 
 
 def check_pair(key: TokenKey, public_key: object) -> None:
