@@ -19,6 +19,8 @@ from grpcpki.cli.params import DURATION, DaysType, DurationType, HostPortType
 from grpcpki.engine.errors import GrpcpkiError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
     from grpcpki.engine.hooks import HookResult
     from grpcpki.engine.pki import Pki
     from grpcpki.engine.rotation import RenewResult
@@ -175,31 +177,39 @@ def _renew_once(
     dry_run: bool, as_json: bool, compact: bool = False, exec_command: str | None = None, quiet: bool = False,
 ) -> bool:
     """One pass; True if nothing failed (renewals and --exec hooks)."""
-    from grpcpki.engine.rotation import plan_renewals, renew as renew_engine
+    from grpcpki.engine.rotation import renew as renew_engine
 
     if dry_run:
         return _dry_run(app, names, within=within, force=force, as_json=as_json, compact=compact, quiet=quiet)
     pki = app.pki()
-    due = sum(1 for d in plan_renewals(pki, names, within=within, force=force) if d.due)
-    if due and not dry_run:
-        # Unlock the CA once, up front: a wrong passphrase is one error, not one per certificate,
-        # and a prompt never shares the line with the progress bar.
+    if pki.signing_key_needs_secret() and _anything_due(pki, names, within=within, force=force):
+        # Unlock the CA before taking the lock, so a passphrase or PIN prompt never holds up
+        # other writers, a wrong one is one error rather than one per certificate, and a prompt
+        # never shares the line with the progress bar. Only when something is due: cron with
+        # nothing to do is never asked. The engine plans the pass once, under the lock.
         pki.signing_ca()
-    show_progress = not as_json and not dry_run and due >= _PROGRESS_THRESHOLD and console.err().is_terminal
-    if show_progress:
-        from rich.progress import Progress
+    progress: Progress | None = None
+    task: TaskID | None = None
 
-        with Progress(console=console.err(), transient=True) as progress:
+    def planned(due: int) -> None:
+        nonlocal progress, task
+        if not as_json and due >= _PROGRESS_THRESHOLD and console.err().is_terminal:
+            from rich.progress import Progress
+
+            progress = Progress(console=console.err(), transient=True)
+            progress.start()
             task = progress.add_task("renewing", total=due)
 
-            def advance(result: RenewResult) -> None:
-                if result.action != "skipped":
-                    progress.advance(task)
+    def advance(result: RenewResult) -> None:
+        if progress is not None and task is not None and result.action != "skipped":
+            progress.advance(task)
 
-            results = renew_engine(pki, names, within=within, force=force, rekey=rekey, days=days,
-                                   dry_run=dry_run, on_result=advance)
-    else:
-        results = renew_engine(pki, names, within=within, force=force, rekey=rekey, days=days, dry_run=dry_run)
+    try:
+        results = renew_engine(pki, names, within=within, force=force, rekey=rekey, days=days, dry_run=dry_run,
+                               on_plan=planned, on_result=advance)
+    finally:
+        if progress is not None:
+            progress.stop()
     failed = [r for r in results if r.action == "failed"]
     if not as_json:
         _report(results, dry_run=dry_run, quiet=quiet)
@@ -233,6 +243,23 @@ def _renew_once(
                 "fix the command and run it by hand (or renew again with --force)",
             )
     return not failed and all(h.ok for h in hooks.values())
+
+
+def _anything_due(pki: Pki, names: Sequence[str], *, within: timedelta | None, force: bool) -> bool:
+    """Would this pass renew anything? Stops at the first certificate that is due (with --force,
+    the first one), so it costs far less than the plan the engine makes under the lock."""
+    from grpcpki.engine.rotation import needs_new_csr, plan_renewals, renewal_due
+
+    if names:
+        return any(d.due for d in plan_renewals(pki, names, within=within, force=force))
+    generation = pki.generation
+    now = datetime.now(UTC)
+    for record in pki.inventory.iter_records(kinds=("server", "client")):
+        if needs_new_csr(record):
+            continue
+        if force or renewal_due(record, current_generation=generation, within=within, now=now)[0]:
+            return True
+    return False
 
 
 def _run_hooks(pki: Pki, results: Sequence[RenewResult], command: str) -> dict[str, HookResult]:

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import NullPool
 
-from grpcpki.engine.errors import AlreadyExistsError, AmbiguousNameError, InventoryError, NoCAError
+from grpcpki.engine.errors import AlreadyExistsError, AmbiguousNameError, GrpcpkiError, InventoryError, NoCAError
 from grpcpki.engine.schema import HEAD_REVISION, KINDS, STATUSES, certificates, meta
 
 INVENTORY_FILE = "inventory.db"
@@ -678,6 +678,118 @@ class Inventory:
 
     def _abs(self, value: str | None) -> Path | None:
         return self.root / value if value else None
+
+    # Bound parameters per statement stay far below SQLite's 32,766 and PostgreSQL's 65,535.
+    _IN_CHUNK = 500
+
+    def active_leaf_map(self, names: Sequence[str]) -> dict[tuple[str, str], tuple[int, str | None]]:
+        """``(name, kind) -> (id, cert_path as stored)`` of the active leaves among ``names``: what a
+        batch re-reads under the lock in one query per 500 names instead of one per certificate."""
+        c = certificates.c
+        found: dict[tuple[str, str], tuple[int, str | None]] = {}
+        unique = list(dict.fromkeys(names))
+        for start in range(0, len(unique), self._IN_CHUNK):
+            stmt = sa.select(c.id, c.name, c.kind, c.cert_path).where(
+                c.status == "active", c.kind.in_(["server", "client"]),
+                c.name.in_(unique[start:start + self._IN_CHUNK]),
+            )
+            for row in self._conn.execute(stmt):
+                found[(row.name, row.kind)] = (row.id, row.cert_path)
+        return found
+
+    def add_many(
+        self, new: Sequence[NewRecord],
+        supersede: Sequence[tuple[int, tuple[str | None, str | None, str | None]] | None] = (),
+        *, created: datetime | None = None,
+    ) -> list[Record]:
+        """Insert ``new`` rows in one executemany; ``supersede[i]`` is the active row ``new[i]``
+        replaces, as ``(id, archived cert/chain/key paths relative to the root)``, or None (empty:
+        nothing is replaced). Paths in ``new`` should be below the root.
+
+        Three statements whatever the size: the old rows leave ``active`` first (the partial unique
+        index allows one active leaf per name and kind, and neither SQLite nor PostgreSQL can defer
+        a partial index), then the new rows are inserted, then the old rows point at them. The
+        caller holds the store lock and has checked that the rows it supersedes are active
+        (:meth:`active_leaf_map`), so a count mismatch means the database changed under the lock.
+        """
+        if not new:
+            return []
+        assert not supersede or len(supersede) == len(new)
+        moment = (created or datetime.now(UTC)).replace(microsecond=0)
+        created_ts = self._ts(moment)
+        c = certificates.c
+        replaced = [(index, entry) for index, entry in enumerate(supersede) if entry is not None]
+        with self.transaction():
+            if replaced:
+                archive = certificates.update().where(
+                    c.id == sa.bindparam("old_id"), c.status == "active"
+                ).values(status="superseded", cert_path=sa.bindparam("a_cert"), chain_path=sa.bindparam("a_chain"),
+                         key_path=sa.bindparam("a_key"))
+                result = self._conn.execute(archive, [
+                    {"old_id": old_id, "a_cert": paths[0], "a_chain": paths[1], "a_key": paths[2]}
+                    for _index, (old_id, paths) in replaced
+                ])
+                if self._conn.dialect.supports_sane_multi_rowcount and result.rowcount != len(replaced):
+                    raise InventoryError(
+                        "a certificate of this batch was revoked or reissued while the batch held the lock",
+                        "run the command again",
+                    )
+            rows = [
+                {
+                    "serial": r.serial.lower(), "kind": r.kind, "name": r.name, "subject": r.subject,
+                    "sans": json.dumps(list(r.sans)), "issuer": r.issuer, "not_before": self._ts(r.not_before),
+                    "not_after": self._ts(r.not_after), "fingerprint": r.fingerprint, "key_type": r.key_type,
+                    "status": r.status, "eku": json.dumps(list(r.eku)), "ca_generation": r.ca_generation,
+                    "cert_path": self._rel_text(r.cert_path), "chain_path": self._rel_text(r.chain_path),
+                    "key_path": self._rel_text(r.key_path), "created_at": created_ts,
+                }
+                for r in new
+            ]
+            try:
+                # One statement for the batch: SQLAlchemy's "insertmanyvalues" sends multi-row
+                # INSERT ... RETURNING on both backends, ids in the order of the rows.
+                inserted = self._conn.execute(
+                    certificates.insert().returning(c.id, sort_by_parameter_order=True), rows
+                ).all()
+            except sa_exc.IntegrityError as exc:
+                raise self._refusal(exc) from None
+            ids = [int(row[0]) for row in inserted]
+            if replaced:
+                self._conn.execute(
+                    certificates.update().where(c.id == sa.bindparam("old_id")).values(
+                        superseded_by=sa.bindparam("new_id")
+                    ),
+                    [{"old_id": old_id, "new_id": ids[index]} for index, (old_id, _paths) in replaced],
+                )
+        records = []
+        for record_id, r in zip(ids, new, strict=True):
+            records.append(Record(
+                id=record_id, serial=r.serial.lower(), kind=r.kind, name=r.name, subject=r.subject, sans=tuple(r.sans),
+                issuer=r.issuer, not_before=r.not_before.astimezone(UTC).replace(microsecond=0),
+                not_after=r.not_after.astimezone(UTC).replace(microsecond=0), fingerprint=r.fingerprint, key_type=r.key_type,
+                status=r.status, eku=tuple(r.eku), ca_generation=r.ca_generation, cert_path=r.cert_path,
+                chain_path=r.chain_path, key_path=r.key_path, superseded_by=None, revoked_at=None,
+                revocation_reason=None, created_at=moment,
+            ))
+        return records
+
+    def _rel_text(self, path: Path | None) -> str | None:
+        if path is None:
+            return None
+        text, root = str(path), str(self.root)
+        # Batch paths are built below the root: a prefix cut is exact, and far cheaper than relative_to.
+        if text.startswith(root + os.sep):
+            return text[len(root) + 1:]
+        return str(path.relative_to(self.root))
+
+    @staticmethod
+    def _refusal(exc: sa_exc.IntegrityError) -> GrpcpkiError:
+        if "serial" in str(exc.orig):
+            return InventoryError("a new serial is already in the inventory", "issue again")
+        return AlreadyExistsError(
+            "a certificate of this batch is already active under its name and kind",
+            "`grpcpki renew NAME` renews it; add --replace to reissue it with new names",
+        )
 
     def set_status(
         self,

@@ -91,7 +91,7 @@ def crash_point(label: str) -> None:
 
 
 # -- durability helpers ----------------------------------------------------------------------------
-def fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path | str) -> None:
     """Make renames and new names in ``directory`` durable (ext4/xfs need the entry flushed)."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
@@ -178,7 +178,8 @@ class StoreTransaction:
         self._marker_prefix = TXN_META_PREFIX + (f"{inventory.origin}:" if inventory.shared else "")
         self.marker = self._marker_prefix + self.id
         self._ops: list[_Op] = []
-        self._finals: dict[Path, _Op] = {}
+        # Keyed by the path as text: hashing Path objects showed in batches of 10,000.
+        self._finals: dict[str, _Op] = {}
         self._journal: Path | None = None
         self._savepoints = 0
         # (op, index): op appended (index -1), or op removed from that index; item() replays it backwards.
@@ -198,7 +199,7 @@ class StoreTransaction:
 
     def pending(self, path: Path) -> bytes | None:
         """The content this transaction will write to ``path``, if any (read-your-writes)."""
-        op = self._finals.get(path)
+        op = self._finals.get(str(path))
         return op.data if op is not None and op.kind == "write" else None
 
     @property
@@ -208,7 +209,8 @@ class StoreTransaction:
     def _add(self, op: _Op) -> None:
         if op.kind != "remove":
             op.temp = op.final.with_name(f".{op.final.name}.{self.id}{TEMP_SUFFIX}")
-        previous = self._finals.get(op.final)
+        key = str(op.final)
+        previous = self._finals.get(key)
         if previous is not None:
             # The last word on a path wins, as a replay would have it.
             index = self._ops.index(previous)
@@ -216,7 +218,7 @@ class StoreTransaction:
             self._undo.append((previous, index))
         self._ops.append(op)
         self._undo.append((op, -1))
-        self._finals[op.final] = op
+        self._finals[key] = op
 
     @contextlib.contextmanager
     def item(self) -> Iterator[None]:
@@ -234,10 +236,10 @@ class StoreTransaction:
             for op, index in reversed(self._undo[mark:]):
                 if index < 0:
                     self._ops.pop()
-                    self._finals.pop(op.final, None)
+                    self._finals.pop(str(op.final), None)
                 else:
                     self._ops.insert(index, op)
-                    self._finals[op.final] = op
+                    self._finals[str(op.final)] = op
             del self._undo[mark:]
             raise
         self.inventory.execute(f"RELEASE {name}")
@@ -250,22 +252,28 @@ class StoreTransaction:
         self._journal = write_journal(self.root, self.id, {
             "kind": "files", "marker": self.marker, "ops": [self._op_json(o) for o in self._ops]})
         small = len(self._ops) <= _SMALL_CHANGE
-        directories: set[Path] = set()
+        # Folders as text: hashing and splitting Path objects showed in a batch of 10,000.
+        directories: set[str] = set()
+        umask = _current_umask()
         for op in self._ops:
             if op.temp is None:
                 continue
-            crash_point(f"stage {op.final.name}")
-            if op.temp.parent not in directories and not _ensure_parent(op.final):
+            if _crash_at is not None:
+                crash_point(f"stage {op.final.name}")
+            folder = os.path.dirname(op.temp)
+            if folder not in directories and not _ensure_parent(op.final, umask) and small:
                 # Only a folder that was already there can hold leftovers (one made just now is
-                # empty): a renew's new archive/NAME/SERIAL folders skip the scan.
-                _sweep(op.temp.parent)
+                # empty): a renew's new archive/NAME/SERIAL folders skip the scan. A batch skips
+                # it too (a scan per folder was a tenth of `renew --all` at 10,000): such leftovers
+                # only come from grpcpki before the journal, and `doctor --store --repair` removes them.
+                _sweep(Path(folder))
             if op.kind == "write":
                 assert op.data is not None
-                _write_new(op.temp, op.data, op.mode, sync=small)
+                _write_new(op.temp, op.data, op.mode, sync=small, umask=umask)
             else:
                 assert op.source is not None
                 _link_or_copy(op.source, op.temp, sync=small)
-            directories.add(op.temp.parent)
+            directories.add(folder)
         crash_point("sync staged files")
         _make_durable(self.root, directories, small)
         self.inventory.set_meta(self.marker, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
@@ -412,21 +420,22 @@ def _recover(root: Path, inventory: Inventory | None) -> list[str]:
 
 
 def roll_forward(root: Path, ops: list[list[str | None]]) -> None:
-    directories: set[Path] = set()
+    directories: set[str] = set()
     for kind, temp, final in ops:
         assert final is not None
-        final_path = root / final
-        crash_point(f"{kind} {final_path.name}")
+        final_path = os.path.join(root, final)
+        if _crash_at is not None:
+            crash_point(f"{kind} {os.path.basename(final_path)}")
         if kind == "remove":
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(final_path)
-            _rmdir_if_empty(root, final_path.parent)
+            _rmdir_if_empty(root, Path(final_path).parent)
         else:
             assert temp is not None
             # A missing temp file was already renamed by an earlier attempt.
             with contextlib.suppress(FileNotFoundError):
-                os.replace(root / temp, final_path)
-        directories.add(final_path.parent)
+                os.replace(os.path.join(root, temp), final_path)
+        directories.add(os.path.dirname(final_path))
     _make_durable(root, directories, len(ops) <= _SMALL_CHANGE)
 
 
@@ -477,15 +486,38 @@ def finish_two_rename_swap(path: Path) -> None:
 
 
 # -- small file helpers --------------------------------------------------------------------------------
-def _write_new(path: Path, data: bytes, mode: int, *, sync: bool) -> None:
+def _current_umask() -> int | None:
+    """The process umask, read without changing it (os.umask can only set it, which would race
+    with other threads creating files): Linux shows it in /proc/self/status. None elsewhere."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        with open("/proc/self/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _write_new(path: Path, data: bytes, mode: int, *, sync: bool, umask: int | None = None) -> None:
+    """Write a new file with exactly ``mode`` (``umask``: the process umask, if known)."""
+    try:
+        try:
+            # Temp names carry the transaction's random id, so the file is normally new, and a
+            # new file gets ``mode`` minus the umask from its first instant.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            exact = umask is not None and not umask & mode
+        except FileExistsError:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+            exact = False
     except OSError as exc:
         raise GrpcpkiError(f"cannot write {path}: {exc.strerror}", "check permissions and free space") from None
     try:
-        # The umask may have cleared bits of ``mode`` (or a leftover had others): set it exactly,
-        # before the first byte, so a key is never readable by others.
-        os.fchmod(fd, mode)
+        if not exact:
+            # The umask cleared bits of ``mode`` (or a leftover had others): set it exactly,
+            # before the first byte, so a key is never readable by others. With the usual 022
+            # nothing is cleared from 0600 or 0644, and this call is saved (one per file of a batch).
+            os.fchmod(fd, mode)
         view = memoryview(data)
         while view:
             written = os.write(fd, view)
@@ -510,12 +542,14 @@ def _sweep(directory: Path) -> None:
 
 
 def _link_or_copy(source: Path, target: Path, *, sync: bool) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(target)
     try:
         # A hard link shares the inode: no bytes copied, and the mode (0600 for keys) is the
         # original's from the first instant. The rename of the live path later leaves it alone.
-        os.link(source, target)
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            os.unlink(target)  # a leftover under our temp name (the name carries a random id: rare)
+            os.link(source, target)
         return
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK, errno.EACCES):
@@ -524,7 +558,7 @@ def _link_or_copy(source: Path, target: Path, *, sync: bool) -> None:
     _write_new(target, source.read_bytes(), mode, sync=sync)
 
 
-def _make_durable(root: Path, directories: set[Path], small: bool) -> None:
+def _make_durable(root: Path, directories: set[str] | set[Path], small: bool) -> None:
     if not directories:
         return
     if small:
@@ -534,12 +568,23 @@ def _make_durable(root: Path, directories: set[Path], small: bool) -> None:
         sync_filesystem(root)
 
 
-def _ensure_parent(final: Path) -> bool:
+def _ensure_parent(final: Path, umask: int | None = None) -> bool:
     """Create ``final``'s folder if it is missing; True if it had to be created."""
-    if final.parent.is_dir():
-        return False
     # 0700: every folder below the PKI root that grpcpki creates may hold a private key.
-    ensure_dir(final.parent, PRIVATE_DIR_MODE)
+    try:
+        # One mkdir(2) answers both questions (is it there? make it), where a stat, a mkdir and
+        # a chmod did: a renew of 10,000 makes 10,000 archive/NAME/SERIAL folders.
+        os.mkdir(final.parent, PRIVATE_DIR_MODE)
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        ensure_dir(final.parent, PRIVATE_DIR_MODE)  # a missing parent too (archive/NAME): the careful path
+        return True
+    except OSError as exc:
+        raise GrpcpkiError(f"cannot create directory {final.parent}: {exc.strerror}",
+                           "check the path and its permissions") from None
+    if umask is None or umask & PRIVATE_DIR_MODE:
+        os.chmod(final.parent, PRIVATE_DIR_MODE)
     return True
 
 

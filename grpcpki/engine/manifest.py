@@ -606,21 +606,20 @@ def apply_plan(
             applied: list[Applied] = []
             with pki.transaction():
                 ca = pki.signing_ca()
+                leaves = []
                 for change in batch:
                     spec = change.spec
-                    # Re-read under the lock: what this change replaces must still be the active one.
-                    existing = pki.inventory.active_leaf(spec.name, Role(spec.role).value) if change.record is not None else None
-                    leaf = ca.issue(
+                    leaves.append(ca.issue(
                         spec.role, spec.name, sans=spec.sans, name_as_san=False, days=spec.days,
                         key_type=spec.key_type, key_pem=key_pems.get(spec.name), also_client=spec.also_client,
                         also_server=spec.also_server, now=now,
-                    )
-                    if change.record is not None and (existing is None or existing.id != change.record.id):
-                        existing = change.record  # store_leaf refuses it, saying another command changed it
-                    record = pki.store_leaf(leaf, replaces=existing)
-                    applied.append(Applied(change, record))
+                    ))
                     if on_signed is not None:
                         on_signed(change)
+                # What a change replaces is checked again under the lock: if another command revoked or
+                # reissued it since the plan, store_leaves refuses the batch, saying so.
+                records = pki.store_leaves(leaves, [change.record for change in batch])
+                applied = [Applied(change, record) for change, record in zip(batch, records, strict=True) if record]
             done += applied
             if on_batch is not None:
                 on_batch(applied)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from cryptography import x509
 
@@ -452,6 +452,21 @@ class Pki:
         passphrase = self.passphrase_value() if is_encrypted_pem(key_pem) else None
         return load_private_key(key_pem, passphrase, source="CA key")
 
+    def signing_key_needs_secret(self) -> bool:
+        """Does unlocking the signing CA take a passphrase (an encrypted key) or a token PIN (a key
+        on a PKCS#11 token)? Cheap: reads the key file's header, decrypts nothing."""
+        if self._signing_ca is not None and self._signing_ca[0] == self.generation:
+            return False  # already unlocked
+        ca_dir = self.ca_dir()
+        stem = "intermediate" if self.store_file_exists(ca_dir / "intermediate.crt") else "root"
+        key_file = self.ca_key_file(ca_dir, stem)
+        if key_file.name.endswith(KEY_URI_SUFFIX):
+            return True
+        try:
+            return is_encrypted_pem(self.read_store_file(key_file, "CA key"))
+        except GrpcpkiError:
+            return True  # unreadable: let signing_ca say why, before the lock
+
     def signing_ca(self) -> CA:
         """The CA that signs new leaves: the current generation's intermediate, or its root."""
         generation = self.generation
@@ -539,20 +554,22 @@ class Pki:
         records: list[Record] = []
         with self.transaction():
             ca = self.signing_ca()
-            cross = self.cross_chain_pem()
             replaced = [
                 self.check_can_issue(
                     r.name, kind=Role(r.role).value, sans=r.sans, name_as_san=r.name_as_san, replace=r.replace
                 )
                 for r in requests
             ]
-            for request, existing in zip(requests, replaced, strict=True):
-                leaf = ca.issue(
+            leaves = [
+                ca.issue(
                     request.role, request.name, sans=request.sans, days=request.days, key_type=request.key_type,
                     also_client=request.also_client, also_server=request.also_server,
                     name_as_san=request.name_as_san, now=now,
                 )
-                record = self._store(leaf, existing, cross)
+                for request in requests
+            ]
+            for request, record in zip(requests, self.store_leaves(leaves, replaced), strict=True):
+                assert record is not None  # without on_refused, a refusal raises
                 records.append(record)
                 if on_result is not None:
                     on_result(request, record)
@@ -587,58 +604,102 @@ class Pki:
         renewed meanwhile by another process) nothing is written and NotFoundError says why.
         """
         with self.transaction():
-            return self._store(leaf, replaces, self.cross_chain_pem())
+            return self.store_leaves([leaf], [replaces])[0]  # type: ignore[return-value]
 
-    def _store(self, leaf: Leaf, replaces: Record | None, cross_pem: bytes) -> Record:
+    def store_leaves(
+        self, leaves: Sequence[Leaf], replaces: Sequence[Record | None] | None = None, *,
+        on_refused: Callable[[int, GrpcpkiError], None] | None = None,
+    ) -> list[Record | None]:
+        """:meth:`store_leaf` for a batch, inside the current transaction: the files of every leaf
+        staged in the journal, and the rows written by three statements whatever the size
+        (Inventory.add_many), not three per certificate.
+
+        ``replaces[i]`` is the active record ``leaves[i]`` supersedes (None: a new name). Every
+        item is checked against the inventory as it is under the lock (one query per 500 names):
+        a record no longer active, or a new NAME already taken, raises before anything is staged,
+        unless ``on_refused`` is given: then it is told (index, error) and that item is skipped
+        (its entry in the result is None), which is how ``renew --all`` lets one certificate fail
+        without the others.
+        """
         tx = self._tx
         assert tx is not None, "call inside Pki.transaction()"
-        kind = leaf.role.value
-        # A reissue stays where its certificate was (servers are configured with that path).
-        directory = (
-            replaces.cert_path.parent if replaces is not None and replaces.cert_path is not None
-            else self.leaf_dir(leaf.name, kind)
-        )
-        cert_path, chain_path, key_path = directory / "cert.pem", directory / "chain.pem", directory / "key.pem"
-        # A leaf signed from a CSR (engine/csr.py) has no key here: its key stays with the requester.
-        keyless = not leaf.key_pem
+        olds: Sequence[Record | None] = replaces if replaces is not None else [None] * len(leaves)
         inventory = self.inventory
+        generation = self.generation
+        cross_pem = self.cross_chain_pem()
+        # (name, kind) -> (id, cert_path as stored) of what is active now, and of what this batch adds.
+        active = inventory.active_leaf_map([leaf.name for leaf in leaves])
+        root = str(self.path)
+        results: list[Record | None] = [None] * len(leaves)
+        news: list[NewRecord] = []
+        supersede: list[tuple[int, tuple[str | None, str | None, str | None]] | None] = []
+        stored: list[int] = []
         with tx.item():
-            current = self.inventory.active_leaf(leaf.name, kind)
-            if replaces is not None:
-                if current is None or current.id != replaces.id:
-                    raise NotFoundError(
-                        f"{replaces.name!r} (serial {replaces.serial}) is no longer active: another grpcpki command "
+            for index, (leaf, old) in enumerate(zip(leaves, olds, strict=True)):
+                kind = leaf.role.value
+                name = leaf.name
+                current = active.get((name, kind))
+                replaced = active.get((old.name, old.kind)) if old is not None else None
+                refusal: GrpcpkiError | None = None
+                if old is not None and (replaced is None or replaced[0] != old.id):
+                    refusal = NotFoundError(
+                        f"{old.name!r} (serial {old.serial}) is no longer active: another grpcpki command "
                         "revoked or reissued it meanwhile",
-                        f"see `grpcpki list --all`; issue it anew with `grpcpki issue {replaces.kind} {replaces.name}`",
+                        f"see `grpcpki list --all`; issue it anew with `grpcpki issue {old.kind} {old.name}`",
                     )
-                archived = self.archive_files(replaces)
-                inventory.set_status(replaces.id, "superseded", paths=archived)
-            elif current is not None:
-                raise AlreadyExistsError(
-                    f"{current.kind} certificate {leaf.name!r} already exists (expires {current.not_after:%Y-%m-%d})",
-                    f"`grpcpki renew {leaf.name}` renews it with the same names; add --replace to reissue it with these",
-                )
-            record = inventory.add(
-                NewRecord(
-                    serial=leaf.info.serial_hex, kind=leaf.role.value, name=leaf.name, subject=leaf.info.subject,
-                    sans=[str(s) for s in leaf.info.sans], issuer=leaf.info.issuer,
-                    not_before=leaf.info.not_before, not_after=leaf.info.not_after,
-                    fingerprint=leaf.info.fingerprint_sha256, key_type=leaf.info.key_type,
-                    eku=leaf.info.extended_key_usage, ca_generation=self.generation,
+                elif current is not None and (old is None or (old.name, old.kind) != (name, kind)):
+                    refusal = AlreadyExistsError(
+                        f"{kind} certificate {name!r} already exists",
+                        f"`grpcpki renew {name}` renews it with the same names; add --replace to reissue it with these",
+                    )
+                if refusal is not None:
+                    if on_refused is None:
+                        raise refusal
+                    on_refused(index, refusal)
+                    continue
+                # A reissue stays where its certificate was (servers are configured with that path).
+                if old is not None and old.cert_path is not None:
+                    directory = str(old.cert_path.parent)
+                else:
+                    directory = f"{root}/certs/{name}"
+                    other = active.get((name, "client" if kind == "server" else "server"))
+                    if other is not None and other[1] is not None and os.path.dirname(other[1]) == f"certs/{name}":
+                        # certs/NAME+KIND for the second kind of a NAME ('+' is never in a name: leaf_dir).
+                        directory = f"{root}/certs/{name}+{kind}"
+                cert_path = Path(f"{directory}/cert.pem")
+                chain_path = Path(f"{directory}/chain.pem")
+                key_path = Path(f"{directory}/key.pem")
+                # A leaf signed from a CSR (engine/csr.py) has no key here: its key stays with the requester.
+                keyless = not leaf.key_pem
+                if old is not None:
+                    supersede.append((old.id, self._archive(old)))
+                else:
+                    supersede.append(None)
+                # Key before certificate: a hot-reloading server that sees the new cert has the new key
+                # (the journal replays renames in this order too).
+                if not keyless:
+                    tx.write(key_path, leaf.key_pem, PRIVATE_FILE_MODE)
+                elif key_path.is_file():
+                    tx.remove(key_path)  # the old certificate's key (archived above) must not sit beside the new one
+                tx.write(cert_path, leaf.cert_pem, PUBLIC_FILE_MODE)
+                tx.write(chain_path, leaf.chain_pem + cross_pem, PUBLIC_FILE_MODE)
+                info = leaf.info
+                news.append(NewRecord(
+                    serial=info.serial_hex, kind=kind, name=name, subject=info.subject,
+                    sans=[str(s) for s in info.sans], issuer=info.issuer,
+                    not_before=info.not_before, not_after=info.not_after,
+                    fingerprint=info.fingerprint_sha256, key_type=info.key_type,
+                    eku=info.extended_key_usage, ca_generation=generation,
                     cert_path=cert_path, chain_path=chain_path, key_path=None if keyless else key_path,
-                )
-            )
-            if replaces is not None:
-                inventory.set_status(replaces.id, "superseded", superseded_by=record.id)
-            # Key before certificate: a hot-reloading server that sees the new cert has the new key
-            # (the journal replays renames in this order too).
-            if not keyless:
-                tx.write(key_path, leaf.key_pem, PRIVATE_FILE_MODE)
-            elif key_path.is_file():
-                tx.remove(key_path)  # the old certificate's key (archived above) must not sit beside the new one
-            tx.write(cert_path, leaf.cert_pem, PUBLIC_FILE_MODE)
-            tx.write(chain_path, leaf.chain_pem + cross_pem, PUBLIC_FILE_MODE)
-        return record
+                ))
+                if old is not None:
+                    del active[(old.name, old.kind)]
+                active[(name, kind)] = (-1, str(cert_path)[len(root) + 1:])
+                stored.append(index)
+            records = inventory.add_many(news, supersede)
+        for index, record in zip(stored, records, strict=True):
+            results[index] = record
+        return results
 
     def cross_chain_pem(self) -> bytes:
         """The cross certificate of the current CA generation, if a rotation made one.
@@ -650,33 +711,50 @@ class Pki:
         return self.read_store_file(cross, "cross certificate") if self.store_file_exists(cross) else b""
 
     def archive_files(self, record: Record) -> tuple[Path | None, Path | None, Path | None]:
-        """Keep a record's files in archive/NAME/SERIAL/ (inside the current transaction); the new paths.
+        """Keep a record's files in archive/NAME/SERIAL/ (inside the current transaction); the new paths."""
+        return cast(
+            "tuple[Path | None, Path | None, Path | None]",
+            tuple(self.path / p if p is not None else None for p in self._archive(record)),
+        )
 
-        Only files that really are this record's certificate are archived: a cert.pem that
-        holds another serial (damaged, or replaced by hand) would file the wrong certificate
-        under this serial, so nothing is archived then.
+    def _archive(self, record: Record) -> tuple[str | None, str | None, str | None]:
+        """archive_files, with the paths relative to the PKI directory as the inventory stores them.
+
+        Hard links, staged in the journal like any write: no bytes copied, and the key keeps its
+        0600 from the first instant. Only files that really are this record's certificate are
+        archived: a cert.pem that holds another serial (damaged, or replaced by hand) would file
+        the wrong certificate under this serial, so nothing is archived then. The proof costs one
+        read of cert.pem and of chain.pem's first bytes (a few microseconds each, no X.509 parse).
         """
         tx = self._tx
         assert tx is not None, "call inside Pki.transaction()"
-        target = self.path / "archive" / record.name / record.serial
-        cert_pem = _read_or_empty(record.cert_path) if record.cert_path is not None else b""
+        if record.cert_path is None:
+            return None, None, None
+        cert_pem = _read_head(record.cert_path, _PEM_READ_LIMIT)
         if not cert_pem or pem_fingerprint(cert_pem) != record.fingerprint:
             return None, None, None
-        result: list[Path | None] = []
+        target = f"archive/{record.name}/{record.serial}"
+        result: list[str | None] = []
         for current in (record.cert_path, record.chain_path, record.key_path):
-            if current is None or not current.is_file():
+            if current is None:
                 result.append(None)
                 continue
             if current == record.chain_path:
-                chain_pem = _read_or_empty(current)
                 # grpcpki writes chain.pem as cert.pem plus the CA chain: when it starts with the
-                # very bytes just checked, its first certificate is this one without a second decode.
-                if not chain_pem.startswith(cert_pem) and pem_fingerprint(chain_pem) != record.fingerprint:
+                # very bytes just checked, its first certificate is this one without a decode.
+                head = _read_head(current, len(cert_pem))
+                if not head:
+                    result.append(None)
+                    continue
+                if head != cert_pem and pem_fingerprint(_read_head(current, _PEM_READ_LIMIT)) != record.fingerprint:
                     result.append(None)  # a chain.pem that starts with another certificate is not this one's
                     continue
-            destination = target / current.name
-            tx.link(current, destination)
-            result.append(destination)
+            elif current != record.cert_path and not os.path.isfile(current):
+                result.append(None)
+                continue
+            relative = f"{target}/{current.name}"
+            tx.link(current, self.path / relative)
+            result.append(relative)
         return result[0], result[1], result[2]
 
     def find(self, name: str, kind: str | None = None) -> Record:
@@ -811,6 +889,24 @@ def pem_fingerprint(pem: bytes) -> str | None:
     except (binascii.Error, ValueError):
         return None
     return hashlib.sha256(der).digest().hex(":").upper()
+
+
+_PEM_READ_LIMIT = 1 << 20  # far above any certificate chain grpcpki writes
+
+
+def _read_head(path: Path, size: int) -> bytes:
+    """Up to ``size`` bytes of ``path`` (b"" if it cannot be read): one open and one read(2),
+    without the buffered file object of Path.read_bytes (it shows at 10,000 archives)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        return os.read(fd, size)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def _read_or_empty(path: Path) -> bytes:

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from grpcpki.engine import profiles
-from grpcpki.engine.certs import CA, CertInfo, cert_file_info, cert_info, info_from_certificate, load_certificates
+from grpcpki.engine.certs import CA, CertInfo, Leaf, cert_file_info, cert_info, info_from_certificate, load_certificates
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PassphraseError, RotationError
 from grpcpki.engine.inventory import NewRecord, Record
 from grpcpki.engine.keys import KeyType, PrivateKey, is_encrypted_pem, public_key_bytes
@@ -161,6 +161,15 @@ def renew_leaf(
     The old files go to archive/NAME/SERIAL/ and the old row becomes ``superseded`` in the same
     step as the new files land (Pki.store_leaf).
     """
+    return pki.store_leaf(renewal_leaf(pki, record, rekey=rekey, days=days, now=now), replaces=record)
+
+
+def renewal_leaf(
+    pki: Pki, record: Record, *, rekey: bool = True, days: int | None = None, now: datetime | None = None,
+    ca: CA | None = None,
+) -> Leaf:
+    """The signed successor of ``record`` (same name, SANs and usages), not yet stored; ``ca``
+    is ``pki.signing_ca()``, passed in by a batch that already holds it."""
     if needs_new_csr(record):
         raise RotationError(f"{record.name!r} {CSR_RENEWAL_REASON}", csr_renewal_hint(record))
     role = Role(record.kind)
@@ -172,7 +181,7 @@ def renew_leaf(
                 f"renew with a new key: `grpcpki renew {record.name} --rekey`",
             )
         key_pem = read_file(record.key_path, "private key")
-    leaf = pki.signing_ca().issue(
+    return (ca or pki.signing_ca()).issue(
         role,
         record.name,
         # The stored SANs already include NAME where it was one, so NAME is not added again
@@ -186,7 +195,6 @@ def renew_leaf(
         also_server=role is Role.CLIENT and "serverAuth" in record.eku,
         now=now,
     )
-    return pki.store_leaf(leaf, replaces=record)
 
 
 def renew(
@@ -200,23 +208,25 @@ def renew(
     days: int | None = None,
     now: datetime | None = None,
     on_result: Callable[[RenewResult], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
 ) -> list[RenewResult]:
     """Renew every due leaf (or those named). One certificate's failure does not stop the others.
 
     Errors that would fail every certificate (wrong passphrase, expired CA) are raised before
     anything is written. The renewals that succeed land together, in one store transaction:
-    ``on_result`` reports each certificate as it is signed (for a progress bar); its files are in
-    place when ``renew`` returns.
+    ``on_plan`` is told how many are due once the pass is planned (under the lock), ``on_result``
+    reports each certificate as it is signed (for a progress bar); its files are in place when
+    ``renew`` returns, and the list it returns is the final word.
     """
     if dry_run:
         # A dry run writes nothing, so it neither takes the lock nor waits for it.
         return _renew_all(pki, names, within=within, force=force, rekey=rekey, dry_run=True, days=days, now=now,
-                          on_result=on_result)
+                          on_result=on_result, on_plan=on_plan)
     # One store transaction for the whole pass: planned under the lock (a certificate revoked a
     # moment ago is not renewed back to life), one journal, one sync, one commit.
     with pki.transaction():
         results = _renew_all(pki, names, within=within, force=force, rekey=rekey, dry_run=False, days=days,
-                             now=now, on_result=on_result)
+                             now=now, on_result=on_result, on_plan=on_plan)
         refresh_crl_if_due(pki, now=now)
     return results
 
@@ -224,34 +234,53 @@ def renew(
 def _renew_all(
     pki: Pki, names: Sequence[str], *, within: timedelta | None, force: bool, rekey: bool, dry_run: bool,
     days: int | None, now: datetime | None, on_result: Callable[[RenewResult], None] | None,
+    on_plan: Callable[[int], None] | None = None,
 ) -> list[RenewResult]:
     decisions = plan_renewals(pki, names, within=within, force=force, now=now)
-    if not dry_run and any(d.due for d in decisions):
-        pki.signing_ca()  # unlock and check the CA once, up front
-    results = []
+    due = sum(1 for d in decisions if d.due)
+    if on_plan is not None:
+        on_plan(due)
+    # Unlocked and checked once, up front (and not looked up again per certificate).
+    ca = pki.signing_ca() if not dry_run and due else None
+    results: list[RenewResult] = []
+    # Signed one by one (a certificate that cannot be signed fails alone), stored together:
+    # one batch of files in the journal and three statements for all the rows (Pki.store_leaves).
+    signed: list[tuple[int, Leaf]] = []
     for decision in decisions:
-        result = _renew_decision(pki, decision, rekey=rekey, dry_run=dry_run, days=days, now=now)
+        record = decision.record
+        if not decision.due or dry_run:
+            action = "would-renew" if decision.due else "skipped"
+            result = RenewResult(record.name, record.kind, action, decision.reason, record.serial, None, record.not_after)
+        else:
+            try:
+                leaf = renewal_leaf(pki, record, rekey=rekey, days=days, now=now, ca=ca)
+            except PassphraseError:
+                raise
+            except GrpcpkiError as exc:
+                result = RenewResult(record.name, record.kind, "failed", str(exc), record.serial, None, record.not_after)
+            else:
+                signed.append((len(results), leaf))
+                # Provisional until stored below (what renew returns is the truth): for progress bars.
+                result = RenewResult(record.name, record.kind, "renewed", decision.reason, record.serial,
+                                     leaf.info.serial_hex, leaf.info.not_after)
         results.append(result)
         if on_result is not None:
             on_result(result)
+    if signed:
+        refused: dict[int, GrpcpkiError] = {}
+        stored = pki.store_leaves(
+            [leaf for _index, leaf in signed], [decisions[index].record for index, _leaf in signed],
+            on_refused=lambda position, error: refused.__setitem__(position, error),
+        )
+        for position, ((index, _leaf), new) in enumerate(zip(signed, stored, strict=True)):
+            old = results[index]
+            if new is None:
+                results[index] = RenewResult(old.name, old.kind, "failed", str(refused[position]), old.old_serial, None,
+                                             decisions[index].record.not_after)
+            else:
+                results[index] = RenewResult(old.name, old.kind, "renewed", old.reason, old.old_serial, new.serial,
+                                             new.not_after, new)
     return results
-
-
-def _renew_decision(
-    pki: Pki, decision: RenewDecision, *, rekey: bool, dry_run: bool, days: int | None, now: datetime | None
-) -> RenewResult:
-    record = decision.record
-    if not decision.due:
-        return RenewResult(record.name, record.kind, "skipped", decision.reason, record.serial, None, record.not_after)
-    if dry_run:
-        return RenewResult(record.name, record.kind, "would-renew", decision.reason, record.serial, None, record.not_after)
-    try:
-        new = renew_leaf(pki, record, rekey=rekey, days=days, now=now)
-    except PassphraseError:
-        raise
-    except GrpcpkiError as exc:
-        return RenewResult(record.name, record.kind, "failed", str(exc), record.serial, None, record.not_after)
-    return RenewResult(record.name, record.kind, "renewed", decision.reason, record.serial, new.serial, new.not_after, new)
 
 
 def lifetime_days(record: Record) -> int:

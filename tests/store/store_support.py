@@ -71,16 +71,16 @@ def assert_store_consistent(pki_dir: Path, *, passphrase: bytes | None = None) -
     assert _fingerprint(root) in {_fingerprint(c) for c in _certs(bundle)}, "ca.crt does not trust the current root"
 
     by_path: dict[str, dict[str, object]] = {}
-    active_names: set[str] = set()
+    active_names: set[tuple[str, str]] = set()  # names are unique per kind (a server and a client may share one)
     for row in rows:
         for column in ("cert_path", "chain_path", "key_path"):
             if row[column]:
                 by_path[row[column]] = row
         if row["kind"] in ("server", "client") and row["status"] == "active":
             name = row["name"]
-            if name in active_names:
-                problems.append(f"two active certificates named {name}")
-            active_names.add(name)
+            if (name, row["kind"]) in active_names:
+                problems.append(f"two active {row['kind']} certificates named {name}")
+            active_names.add((name, row["kind"]))
             # A leaf signed from a CSR has no key in the PKI (key_path NULL): two files, not three.
             files = {c: pki_dir / str(row[c]) for c in ("cert_path", "chain_path", "key_path") if row[c] is not None}
             if "cert_path" not in files or "chain_path" not in files:

@@ -95,3 +95,26 @@ def test_a_failed_item_undoes_exactly_its_own_file_changes(tmp_path: Path) -> No
     assert (pki.path / "one.txt").is_file() and (pki.path / "three.txt").is_file()
     assert not (pki.path / "two.txt").exists()
     assert not list(pki.path.glob(".*.tmp"))
+
+
+def test_one_batch_mixes_reissues_new_names_and_both_kinds_of_a_name(tmp_path: Path) -> None:
+    pki = Pki.init(tmp_path / "pki")
+    old = pki.issue(Role.SERVER, "api")
+    stale = pki.issue(Role.SERVER, "gone")
+    renew(pki, ["gone"], force=True)  # `stale` is superseded now: a batch must refuse to replace it
+    ca = pki.signing_ca()
+    leaves = [ca.issue(Role.SERVER, "api"), ca.issue(Role.SERVER, "orders"), ca.issue(Role.SERVER, "gone"),
+              ca.issue(Role.CLIENT, "orders")]
+    refused: list[int] = []
+    with pki.transaction():
+        records = pki.store_leaves(leaves, [old, None, stale, None], on_refused=lambda i, _e: refused.append(i))
+    assert refused == [2] and records[2] is None
+    api, server, _, client = records
+    assert api is not None and server is not None and client is not None
+    assert api.cert_path == old.cert_path  # a reissue stays where servers were told to look
+    assert client.cert_path is not None and client.cert_path.parent.name == "orders+client"
+    row = pki.inventory.by_serial(old.serial)
+    assert row is not None and row.status == "superseded" and row.superseded_by == api.id
+    assert row.cert_path == pki.path / "archive" / "api" / old.serial / "cert.pem"
+    assert pki.inventory.by_id(api.id) == api  # the Record built in memory is the row as stored
+    assert assert_store_consistent(pki.path)["active"] == 4
