@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from support import Result, run_grpcpki
+from hypothesis import settings
+
+from support import HYPOTHESIS_CASES, Result, run_grpcpki
 
 
 @pytest.fixture
@@ -19,3 +21,26 @@ def cli(tmp_path: Path) -> Callable[..., Result]:
         return run_grpcpki("--pki", str(pki), *args, cwd=tmp_path, env=env, input=input)
 
     return run
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # On an xdist worker: hand this worker's hypothesis case counts to the controller.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["hypothesis_cases"] = dict(HYPOTHESIS_CASES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    # On the controller (an xdist hook): add up what each worker counted.
+    HYPOTHESIS_CASES.update(getattr(node, "workeroutput", {}).get("hypothesis_cases", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not HYPOTHESIS_CASES:
+        return
+    terminalreporter.section("hypothesis cases")
+    for name, cases in sorted(HYPOTHESIS_CASES.items()):
+        terminalreporter.write_line(f"{cases:6d}  {name}")
+    profile = settings._current_profile  # noqa: SLF001 - the name is only shown to people
+    terminalreporter.write_line(f"{sum(HYPOTHESIS_CASES.values()):6d}  in total ({profile} profile)")

@@ -10,10 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+# property -> hypothesis cases run (tests/hostile); summed over xdist workers by tests/conftest.py.
+HYPOTHESIS_CASES: Counter[str] = Counter()
 
 OPENSSL = shutil.which("openssl")
 requires_openssl = pytest.mark.skipif(OPENSSL is None, reason="openssl CLI not installed")

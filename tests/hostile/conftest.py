@@ -3,17 +3,16 @@
 Two profiles (docs/security.md, "Property tests"): ``ci`` (CI=true) is derandomized, so a red
 run is reproducible from the log, and ``dev`` explores new cases each run. Both have no deadline
 (a loaded 2-core machine makes per-example timing meaningless) and no example database (nothing
-is written into the checkout). The per-test example budgets keep this folder under a minute.
+is written into the checkout). The per-test example budgets keep this folder under a minute. tests/conftest.py prints the
+count of cases run, summed over the xdist workers.
 """
 
 from __future__ import annotations
 
 import os
 
-import pytest
 from hypothesis import HealthCheck, settings
 
-from hostile_support import CASES
 
 _COMMON = {
     "deadline": None,
@@ -23,12 +22,3 @@ _COMMON = {
 settings.register_profile("ci", derandomize=True, print_blob=True, **_COMMON)  # type: ignore[arg-type]
 settings.register_profile("dev", **_COMMON)  # type: ignore[arg-type]
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not CASES:
-        return
-    terminalreporter.section("hypothesis cases")
-    for name, cases in sorted(CASES.items()):
-        terminalreporter.write_line(f"{cases:6d}  {name}")
-    profile = settings._current_profile  # noqa: SLF001 - the name is only shown to people
-    terminalreporter.write_line(f"{sum(CASES.values()):6d}  in total ({profile} profile)")

@@ -1,12 +1,10 @@
-"""Shared by the property tests and tests/hostile/conftest.py: the count of hypothesis cases run."""
+"""Shared by the property tests and tests/conftest.py: the count of hypothesis cases run."""
 
 from __future__ import annotations
 
-from collections import Counter
-
-# property -> cases run (every example hypothesis tries, shrinking included, calls ``count``).
-CASES: Counter[str] = Counter()
+from support import HYPOTHESIS_CASES
 
 
 def count(name: str) -> None:
-    CASES[name] += 1
+    # Every example hypothesis tries, shrinking included, calls this.
+    HYPOTHESIS_CASES[name] += 1
