@@ -36,7 +36,10 @@ class Result:
 
 def cli_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a test runs grpcpki in: none of the user's GRPCPKI_* or GRPC_VERBOSITY."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRPCPKI_") and k != "GRPC_VERBOSITY"}
+    # No LINES either: pytest-xdist's workers export LINES=24, and rich would take it over the
+    # size of the pseudo-terminal a test gives grpcpki.
+    dropped = {"GRPC_VERBOSITY", "LINES"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRPCPKI_") and k not in dropped}
     # A wide terminal keeps rich from wrapping the lines tests look for.
     env.update({"COLUMNS": "400", "NO_COLOR": "1", "TERM": "dumb", "PYTHONUNBUFFERED": "1"})
     env.update(extra or {})
