@@ -207,15 +207,17 @@ class _Reader:
         if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
             raise self.fail("must be an array of tables: [[service]]", "", key="service")
         services: list[ServiceSpec] = []
-        seen: dict[str, str] = {}
+        # Names are unique per kind (issue 11): a service may be a server and a client under one name.
+        seen: dict[tuple[str, str], str] = {}
         for index, entry in enumerate(entries):
             for spec in self._services(entry, index, defaults):
-                if spec.name in seen:
+                kind_name = (spec.role.value, spec.name)
+                if kind_name in seen:
                     raise ManifestError(
-                        f"{spec.where}: name {spec.name!r} is already given at {seen[spec.name]}",
-                        "each certificate name appears once in a manifest",
+                        f"{spec.where}: {spec.role.value} name {spec.name!r} is already given at {seen[kind_name]}",
+                        "each certificate name appears once per kind (server, client) in a manifest",
                     )
-                seen[spec.name] = spec.where
+                seen[kind_name] = spec.where
                 services.append(spec)
                 if len(services) > _MAX_SERVICES:
                     raise self.fail(f"more than {_MAX_SERVICES:,} services", "service", index)
@@ -498,12 +500,20 @@ def plan(pki: Pki | None, manifest: Manifest, *, now: datetime | None = None) ->
     moment = now or datetime.now(UTC)
     if pki is None:
         return Plan(manifest, tuple(Change("create", spec, "new") for spec in manifest.services), 0, 0, create_ca=True)
-    current = {r.name: r for r in pki.inventory.iter_records(kinds=("server", "client"))}
+    # By (kind, name): a server and a client may share a name (issue 11).
+    current = {(r.kind, r.name): r for r in pki.inventory.iter_records(kinds=("server", "client"))}
+    wanted = {(spec.role.value, spec.name) for spec in manifest.services}
     generation = pki.generation
     changes: list[Change] = []
     unchanged = 0
     for spec in manifest.services:
-        record = current.pop(spec.name, None)
+        kind = spec.role.value
+        record = current.pop((kind, spec.name), None)
+        other = ("client" if kind == "server" else "server", spec.name)
+        if record is None and other in current and other not in wanted:
+            # The manifest moved NAME to the other kind: a reissue of that certificate ("kind
+            # server -> client"), not a second certificate beside it.
+            record = current.pop(other)
         if record is None:
             changes.append(Change("create", spec, "new"))
             continue
@@ -611,7 +621,8 @@ def apply_plan(
                     spec = change.spec
                     leaves.append(ca.issue(
                         spec.role, spec.name, sans=spec.sans, name_as_san=False, days=spec.days,
-                        key_type=spec.key_type, key_pem=key_pems.get(spec.name), also_client=spec.also_client,
+                        key_type=spec.key_type, key_pem=key_pems.get((spec.role.value, spec.name)),
+                        also_client=spec.also_client,
                         also_server=spec.also_server, now=now,
                     ))
                     if on_signed is not None:
@@ -639,7 +650,8 @@ class _KeyPool:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
 
-    def generate(self, batch: Iterable[Change]) -> dict[str, bytes]:
+    def generate(self, batch: Iterable[Change]) -> dict[tuple[str, str], bytes]:
+        """RSA keys by (kind, name)."""
         rsa = [c.spec for c in batch if c.spec.key_type.is_rsa]
         workers = min(os.cpu_count() or 1, 8)
         if len(rsa) < _RSA_PARALLEL_MIN or workers < 2:
@@ -647,7 +659,7 @@ class _KeyPool:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(max_workers=workers)
         pems = self._pool.map(_rsa_key_pem, [s.key_type.value for s in rsa], chunksize=4)
-        return {spec.name: pem for spec, pem in zip(rsa, pems, strict=True)}
+        return {(spec.role.value, spec.name): pem for spec, pem in zip(rsa, pems, strict=True)}
 
 
 def _rsa_key_pem(key_type: str) -> bytes:

@@ -666,9 +666,7 @@ class Pki:
                     if other is not None and other[1] is not None and os.path.dirname(other[1]) == f"certs/{name}":
                         # certs/NAME+KIND for the second kind of a NAME ('+' is never in a name: leaf_dir).
                         directory = f"{root}/certs/{name}+{kind}"
-                cert_path = Path(f"{directory}/cert.pem")
-                chain_path = Path(f"{directory}/chain.pem")
-                key_path = Path(f"{directory}/key.pem")
+                cert_file, chain_file, key_file = f"{directory}/cert.pem", f"{directory}/chain.pem", f"{directory}/key.pem"
                 # A leaf signed from a CSR (engine/csr.py) has no key here: its key stays with the requester.
                 keyless = not leaf.key_pem
                 if old is not None:
@@ -678,11 +676,11 @@ class Pki:
                 # Key before certificate: a hot-reloading server that sees the new cert has the new key
                 # (the journal replays renames in this order too).
                 if not keyless:
-                    tx.write(key_path, leaf.key_pem, PRIVATE_FILE_MODE)
-                elif key_path.is_file():
-                    tx.remove(key_path)  # the old certificate's key (archived above) must not sit beside the new one
-                tx.write(cert_path, leaf.cert_pem, PUBLIC_FILE_MODE)
-                tx.write(chain_path, leaf.chain_pem + cross_pem, PUBLIC_FILE_MODE)
+                    tx.write(key_file, leaf.key_pem, PRIVATE_FILE_MODE)
+                elif os.path.isfile(key_file):
+                    tx.remove(key_file)  # the old certificate's key (archived above) must not sit beside the new one
+                tx.write(cert_file, leaf.cert_pem, PUBLIC_FILE_MODE)
+                tx.write(chain_file, leaf.chain_pem + cross_pem, PUBLIC_FILE_MODE)
                 info = leaf.info
                 news.append(NewRecord(
                     serial=info.serial_hex, kind=kind, name=name, subject=info.subject,
@@ -690,11 +688,11 @@ class Pki:
                     not_before=info.not_before, not_after=info.not_after,
                     fingerprint=info.fingerprint_sha256, key_type=info.key_type,
                     eku=info.extended_key_usage, ca_generation=generation,
-                    cert_path=cert_path, chain_path=chain_path, key_path=None if keyless else key_path,
+                    cert_path=Path(cert_file), chain_path=Path(chain_file), key_path=None if keyless else Path(key_file),
                 ))
                 if old is not None:
                     del active[(old.name, old.kind)]
-                active[(name, kind)] = (-1, str(cert_path)[len(root) + 1:])
+                active[(name, kind)] = (-1, cert_file[len(root) + 1:])
                 stored.append(index)
             records = inventory.add_many(news, supersede)
         for index, record in zip(stored, records, strict=True):
@@ -753,7 +751,7 @@ class Pki:
                 result.append(None)
                 continue
             relative = f"{target}/{current.name}"
-            tx.link(current, self.path / relative)
+            tx.link(current, f"{self.path}/{relative}")
             result.append(relative)
         return result[0], result[1], result[2]
 

@@ -187,3 +187,31 @@ def test_patterns_expand_in_the_engine() -> None:
     assert [str(s) for s in manifest.services[2].sans] == ["DNS:w10", "DNS:w10.svc", "URI:spiffe://example.org/w/10"]
     with pytest.raises(ManifestError, match="only {name} and {i}"):
         parse_manifest('[[service]]\nname = "a"\ndns = ["{host}"]\n')
+
+
+def test_a_server_and_a_client_share_a_name_and_a_kind_change_is_a_reissue(tmp_path: Path) -> None:
+    from grpcpki.engine.manifest import apply_plan, plan
+
+    pki = Pki.init(tmp_path / "pki", name="Apply CA")
+    api = pki.issue(Role.SERVER, "api")
+    manifest = parse_manifest(textwrap.dedent("""
+        [[service]]
+        name = "orders"
+        [[service]]
+        name = "orders"
+        kind = "client"
+        [[service]]
+        name = "api"
+        kind = "client"
+    """))
+    first = plan(pki, manifest)
+    assert [(c.action, c.spec.role.value, c.spec.name) for c in first.changes] == [
+        ("create", "server", "orders"), ("create", "client", "orders"), ("reissue", "client", "api"),
+    ]
+    assert first.changes[2].reason.startswith("kind server -> client") and first.changes[2].record == api
+    applied = apply_plan(pki, first.changes)
+    assert {(a.record.kind, a.record.name) for a in applied} == {("server", "orders"), ("client", "orders"),
+                                                                  ("client", "api")}
+    assert pki.inventory.active_leaf("api", "server") is None  # the server certificate was superseded
+    again = plan(pki, manifest)
+    assert again.changes == () and again.unchanged == 3
