@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from store_support import assert_store_consistent
 
+from support import Result, assert_clean_error, run_grpcpki, tree
+
 from grpcpki.engine import AlreadyExistsError, InvalidNameError, Pki, Role
 from grpcpki.engine.pki import LeafRequest
 from grpcpki.engine.rotation import renew
@@ -118,3 +120,23 @@ def test_one_batch_mixes_reissues_new_names_and_both_kinds_of_a_name(tmp_path: P
     assert row.cert_path == pki.path / "archive" / "api" / old.serial / "cert.pem"
     assert pki.inventory.by_id(api.id) == api  # the Record built in memory is the row as stored
     assert assert_store_consistent(pki.path)["active"] == 4
+
+
+def test_renew_with_an_encrypted_ca_asks_only_when_something_is_due(tmp_path: Path) -> None:
+    def grpcpki(*args: str, passphrase: str | None = None) -> Result:
+        env = {"GRPCPKI_PASSPHRASE": passphrase} if passphrase is not None else {}
+        return run_grpcpki("--pki", str(tmp_path / "pki"), *args, cwd=tmp_path, env=env)
+
+    # Made in-process: each unlock of the key costs a 600,000-round KDF, a subprocess more on top.
+    pki = Pki.init(tmp_path / "pki", passphrase=b"s3cret")
+    pki.issue_many([LeafRequest(Role.SERVER, "a"), LeafRequest(Role.SERVER, "b")])
+    pki.inventory.close()
+    # Nothing due: cron is never asked for a passphrase (no prompt without a terminal: an error).
+    quiet = grpcpki("renew", "--all")
+    assert quiet.code == 0 and "nothing to renew: 2 not due" in quiet.stderr, quiet.output
+    before = tree(tmp_path / "pki")
+    assert_clean_error(grpcpki("renew", "--all", "--force", passphrase="nope"), "wrong passphrase")
+    assert tree(tmp_path / "pki") == before  # unlocked before anything was planned or written
+    done = grpcpki("renew", "--all", "--force", passphrase="s3cret")
+    assert done.code == 0 and done.stderr.count("renewed server") == 2, done.output
+    assert_store_consistent(tmp_path / "pki", passphrase=b"s3cret")
