@@ -14,9 +14,13 @@ workload without a certificate yet; the token authenticates it). Renew on the TL
 no certificate and is refused with UNAUTHENTICATED.
 
 Stateless: every request opens the PKI on its worker thread (one :class:`Pki` per thread,
-sqlite connections are per-thread) and all state lives in the store, under its lock and
-transaction; nothing is remembered between calls, so replicas need no coordination of ours.
-The server's own certificate files are re-read when they change, like ``grpcpki serve``.
+database connections are per-thread) and all state lives in the store, under its lock and
+transaction; nothing is remembered between calls but a copy of the newest CRL, checked
+against the inventory's CRL number on every GetCRL. So replicas need no coordination of ours:
+on separate machines each has its own PKI directory (the CA certificate and key, or its token
+URI) on one shared PostgreSQL inventory, whose advisory writer lock and constraints decide
+every race (docs/team.md). The server's own certificate files are re-read when they change,
+like ``grpcpki serve``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from grpcpki.caservice._proto import ca_pb2, ca_pb2_grpc
 from grpcpki.engine.enrollment import EnrollmentError, Issued, Policy, enroll, renew_presented, trust_bundle
 from grpcpki.engine.errors import GrpcpkiError, LockTimeoutError
 from grpcpki.engine.pki import Pki
-from grpcpki.engine.revocation import crl_path
+from grpcpki.engine.revocation import CrlCache
 from grpcpki.greeter.files import TlsFiles
 from grpcpki.greeter.server import CertificateReloader, ReloadRecord, _bind_failure, parse_listen
 
@@ -71,6 +75,7 @@ class CertificateAuthorityServicer(ca_pb2_grpc.CertificateAuthorityServicer):
         self._config = config
         self._local = threading.local()
         self._on_event = on_event
+        self._crls = CrlCache()
 
     def _pki(self) -> Pki:
         pki: Pki | None = getattr(self._local, "pki", None)
@@ -100,13 +105,12 @@ class CertificateAuthorityServicer(ca_pb2_grpc.CertificateAuthorityServicer):
         return ca_pb2.TrustBundle(trust_bundle_pem=bundle, issuing_ca_pem=issuing)
 
     def GetCRL(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-        path = crl_path(self._pki().path)
+        # From the inventory, not this replica's crl.pem: a revocation made through another
+        # machine is in the database's newest CRL at once (engine/revocation.py). No CA key needed.
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            data = b""  # nothing was ever revoked
-        except OSError as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read the CRL: {exc.strerror}")
+            data = self._crls.current(self._pki())
+        except GrpcpkiError as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read the CRL: {_text(exc)}")
         return ca_pb2.CRL(crl_pem=data)
 
     def _issue(self, method: str, context: grpc.ServicerContext, action: Callable[[Pki], Issued]) -> Any:

@@ -70,17 +70,20 @@ def ca_server(
     """Serve the CA to workloads: enrollment with one-time tokens, renewal over mTLS.
 
     Workloads call Enroll with a CSR and a token from `grpcpki token create` (the key never
-    leaves them), then Renew over mTLS with their current certificate; GetTrustBundle and
-    GetCRL serve ca.crt and crl.pem. Stateless: run several replicas on one PKI (its database
-    and CA key, file or PKCS#11 token) behind any gRPC load balancer; each request takes the
-    store's lock and transaction, so no serial or name is ever issued twice. Its own
-    certificate is re-read when its files change, like `grpcpki serve`.
+    leaves them), then Renew over mTLS with their current certificate; GetTrustBundle serves
+    ca.crt and GetCRL the newest CRL stored in the inventory (no CA key needed for either).
+    Stateless: run replicas on several machines, each with its own copy of the PKI directory
+    (same CA: key file or PKCS#11 token) and the same --db PostgreSQL inventory, behind any gRPC
+    load balancer; each request takes the store's lock and transaction, so no serial or name is
+    ever issued twice and the rate limit holds across replicas. Its own certificate is re-read
+    when its files change, like `grpcpki serve`.
 
     \b
     Examples:
       grpcpki issue server ca.internal --ip 10.0.0.5
       grpcpki ca-server --name ca.internal --listen 0.0.0.0:9443 --enroll-listen 0.0.0.0:9444
       grpcpki ca-server --name ca.internal --max-days 7 --rate-limit 5/1h --replica-id ca-1
+      grpcpki --db postgresql+psycopg://grpcpki@db.internal/pki ca-server --name ca.internal --replica-id ca-2
       grpcpki ca-server --name localhost --listen 127.0.0.1:0 --enroll-listen 127.0.0.1:0 --json
     """
     from grpcpki.caservice.server import CaServer, CaServerConfig

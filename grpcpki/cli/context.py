@@ -86,6 +86,12 @@ class App:
             self.pki_path, passphrase=self.passphrase, lock=self.lock_options(), token_login=self.token_login()
         )
         self._warn_exposures()
+        if pki.inventory.shared:
+            # Another directory on the shared inventory may have signed a newer CRL (a revoke
+            # there): `serve` and peers read this directory's crl.pem (docs/team.md).
+            from grpcpki.engine.revocation import sync_crl_file
+
+            sync_crl_file(pki)
         return pki
 
     def _warn_exposures(self) -> None:

@@ -14,12 +14,13 @@ from grpcpki.cli.params import DURATION
 
 @click.group("token")
 def token_group() -> None:
-    """Create and list one-time enrollment tokens for `grpcpki ca-server`.
+    """Create, list and revoke one-time enrollment tokens for `grpcpki ca-server`.
 
     \b
     Examples:
       grpcpki token create web --kind client --spiffe-id spiffe://example.org/web --ttl 15m
       grpcpki token list
+      grpcpki token revoke 3f2a9c01d4e5
     """
 
 
@@ -86,30 +87,78 @@ def create(
 @pki_options
 @pass_app
 def list_tokens(app: App, as_json: bool) -> None:
-    """List enrollment tokens: unused, used (by which serial, through which replica) and expired.
+    """List enrollment tokens and their state: unused, used (by which serial, through which
+    replica), expired or revoked.
 
     \b
     Examples:
       grpcpki token list
-      grpcpki token list --json
+      grpcpki token list --json | jq -r '.tokens[] | select(.state == "unused") | .token_id'
     """
     from datetime import UTC, datetime
 
     from grpcpki.engine.enrollment import store_for
 
     rows = store_for(app.pki()).tokens()
+    now = datetime.now(UTC)
     if as_json:
-        console.print_json({"tokens": [r.to_dict() for r in rows]})
+        console.print_json({"tokens": [r.to_dict(now) for r in rows]})
         return
     if not rows:
         console.info("no enrollment tokens (create one with `grpcpki token create NAME --kind client`)")
         return
-    now = datetime.now(UTC)
     for r in rows:
-        if r.used_at is not None:
-            state = f"used {r.used_at:%Y-%m-%d %H:%M}Z -> serial {(r.used_serial or '')[:16]} via {r.used_via or '?'}"
-        elif r.expires_at <= now:
-            state = f"expired {r.expires_at:%Y-%m-%d %H:%M}Z"
+        state = r.state(now)
+        if state == "used":
+            detail = f"used {r.used_at:%Y-%m-%d %H:%M}Z -> serial {(r.used_serial or '')[:16]} via {r.used_via or '?'}"
+        elif state == "revoked":
+            detail = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}Z by {r.revoked_by or '?'}"
+        elif state == "expired":
+            detail = f"expired {r.expires_at:%Y-%m-%d %H:%M}Z"
         else:
-            state = f"unused, expires {r.expires_at:%Y-%m-%d %H:%M}Z"
-        sys.stdout.write(f"{r.token_id}  {r.kind:6}  {r.name}  {state}\n")
+            detail = f"unused, expires {r.expires_at:%Y-%m-%d %H:%M}Z"
+        # Plain writes: names come from operators' input and are never read as rich markup.
+        sys.stdout.write(f"{r.token_id}  {r.kind:6}  {r.name}  {detail}\n")
+
+
+@token_group.command("revoke")
+@click.argument("token_id", metavar="TOKEN_ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the token's row after the change as JSON (stdout).")
+@pki_options
+@pass_app
+def revoke(app: App, token_id: str, as_json: bool) -> None:
+    """Withdraw an unused enrollment token: Enroll then refuses it, on every replica at once.
+
+    TOKEN_ID is the 12-hex-digit id `token list` shows (or the token itself, read from
+    GRPCPKI_ENROLL_TOKEN when TOKEN_ID is `-`, so the secret stays out of argv). A token
+    already used cannot be revoked: revoke the certificate it enrolled (`grpcpki revoke SERIAL`).
+    Revoking a revoked token changes nothing.
+
+    \b
+    Examples:
+      grpcpki token revoke 3f2a9c01d4e5
+      GRPCPKI_ENROLL_TOKEN=grpcpki-enroll-... grpcpki token revoke -
+    """
+    import os
+
+    from grpcpki.engine.enrollment import revoke_token
+
+    if token_id == "-":
+        token_id = os.environ.get("GRPCPKI_ENROLL_TOKEN", "")
+        if not token_id:
+            raise click.BadParameter("'-' reads the token from GRPCPKI_ENROLL_TOKEN, which is not set",
+                                     param_hint="TOKEN_ID")
+    elif token_id.startswith("grpcpki-enroll-"):
+        raise click.BadParameter("that is the token itself: give its id from `grpcpki token list`, or '-' with "
+                                 "GRPCPKI_ENROLL_TOKEN set (a secret in argv is visible to every user)",
+                                 param_hint="TOKEN_ID")
+    row, changed = revoke_token(app.pki(), token_id)
+    if as_json:
+        console.print_json({"action": "revoked" if changed else "already-revoked"} | row.to_dict())
+        return
+    assert row.revoked_at is not None
+    if changed:
+        console.success(f"token {row.token_id} ({row.kind} {row.name!r}) revoked: Enroll refuses it on every replica")
+    else:
+        console.info(f"token {row.token_id} ({row.kind} {row.name!r}) was already revoked on "
+                     f"{row.revoked_at:%Y-%m-%d %H:%M}Z by {row.revoked_by or '?'}")

@@ -34,6 +34,7 @@ from grpcpki.engine.csr import CsrInfo, read_csr, sign_csr
 from grpcpki.engine.enroll_store import AuditRow, EnrollmentStore, SqlEnrollmentStore, TokenRow
 from grpcpki.engine.errors import GrpcpkiError
 from grpcpki.engine.inventory import Record
+from grpcpki.engine.journal import StoreTransaction
 from grpcpki.engine.names import San, parse_san, validate_dns_name, validate_ip, validate_spiffe_id, validate_uri
 from grpcpki.engine.pki import Pki, validate_cert_name
 from grpcpki.engine.profiles import Role
@@ -156,6 +157,40 @@ def create_token(
     return CreatedToken(secret, row)
 
 
+def revoke_token(
+    pki: Pki, token: str, *, by: str | None = None, now: datetime | None = None
+) -> tuple[TokenRow, bool]:
+    """Withdraw an unused token, by its id (``token list``) or the secret itself: (the row as it
+    is now, whether this call revoked it).
+
+    One conditional UPDATE decides, under the writer lock: a token is spent or revoked, never
+    both, whichever replica or operator comes first. Revoking a revoked token changes nothing
+    and says so; a used one cannot be revoked (revoke its certificate instead).
+    """
+    now = now or datetime.now(UTC)
+    store = store_for(pki)
+    text = token.strip()
+    with pki.transaction():
+        row = store.get_token(token_hash(text)) if text.startswith(TOKEN_PREFIX) else store.find_token(text.lower())
+        if row is None:
+            raise GrpcpkiError(
+                f"no enrollment token with id {text[:40]!r}" if not text.startswith(TOKEN_PREFIX)
+                else "no enrollment token matches that secret",
+                "see `grpcpki token list` for the ids (12 hex digits)",
+            )
+        if row.used_at is not None:
+            raise GrpcpkiError(
+                f"token {row.token_id} was already used on {row.used_at:%Y-%m-%d %H:%M}Z (serial {row.used_serial})",
+                f"revoke the certificate it enrolled instead: `grpcpki revoke {row.used_serial}`",
+            )
+        changed = row.revoked_at is None
+        if changed and not store.revoke_token(row.token_hash, now=now, by=by or _operator()):
+            raise GrpcpkiError(f"token {row.token_id} changed while this command ran", "run it again")
+        updated = store.get_token(row.token_hash)
+    assert updated is not None
+    return updated, changed
+
+
 def enroll(
     pki: Pki, *, token: str, csr_pem: bytes, kind: str = "", policy: Policy = Policy(), replica: str = "",
     peer: str = "", store: EnrollmentStore | None = None, now: datetime | None = None,
@@ -177,7 +212,7 @@ def enroll(
     allowed = [parse_san(s) for s in row.sans]
     _check_csr_names(csr, leaf_sans(row.name, allowed, name_as_san=_name_as_san(role, allowed)), what="the token allows")
     days = min(row.days or policy.max_days, policy.max_days)
-    with pki.transaction():
+    with pki.transaction() as tx:
         # Again under the lock: a concurrent request may have spent it since (its caller gets the
         # token's reason, not "NAME exists"). spend_token below is the guard that holds across machines.
         _check_token(store.get_token(digest), now)
@@ -189,10 +224,13 @@ def enroll(
                           replace=row.replace, also_client=role is Role.SERVER)
         record = sign_csr(pki, plan, csr, days=days, now=now)
         if not store.spend_token(digest, now=now, serial=record.serial, via=replica):
-            # Another replica spent it between our read and this write: the database decided.
+            # Another replica spent it (or an operator revoked it) between our read and this
+            # write: the database decided. Say which, from the row as it is now.
+            _check_token(store.get_token(digest), now)
             raise TokenRejected("this enrollment token was already used", "ask the operator for a new token")
         _audit(store, "enroll", record, f"token:{row.token_id}", replica, peer, now)
-    return _issued(pki, record, now)
+        chain = _staged_chain(tx, record)
+    return _issued(pki, record, chain)
 
 
 def renew_presented(
@@ -214,11 +252,12 @@ def renew_presented(
         )
     lifetime_days = max(1, round((current.not_after - current.not_before) / timedelta(days=1)))
     days = min(lifetime_days, policy.max_days)
-    with pki.transaction():
+    with pki.transaction() as tx:
         _check_rate(store, current.name, policy, now)
         record = sign_csr(pki, plan, csr, days=days, now=now)
         _audit(store, "renew", record, f"certificate:{current.serial}", replica, peer, now)
-    return _issued(pki, record, now)
+        chain = _staged_chain(tx, record)
+    return _issued(pki, record, chain)
 
 
 def authenticate_presented(pki: Pki, presented_pem: bytes, *, now: datetime | None = None) -> Record:
@@ -262,9 +301,15 @@ def authenticate_presented(pki: Pki, presented_pem: bytes, *, now: datetime | No
 
 
 def trust_bundle(pki: Pki) -> tuple[bytes, bytes]:
-    """(every CA certificate to trust, the certificate of the CA that signs new leaves)."""
+    """(every CA certificate to trust, the certificate of the CA that signs new leaves).
+
+    Certificates only, no CA key: a replica whose token is unreachable still answers."""
     bundle = pki.read_store_file(pki.trust_bundle_path, "trust bundle")
-    return bundle, pki.signing_ca().cert_pem
+    ca_dir = pki.ca_dir()
+    issuing = ca_dir / "intermediate.crt"
+    if not pki.store_file_exists(issuing):
+        issuing = ca_dir / "root.crt"
+    return bundle, pki.read_store_file(issuing, "CA certificate")
 
 
 def _check_token(row: TokenRow | None, now: datetime) -> None:
@@ -275,6 +320,11 @@ def _check_token(row: TokenRow | None, now: datetime) -> None:
         raise TokenRejected(
             f"this enrollment token (id {row.token_id}, for {row.name!r}) was already used on "
             f"{row.used_at:%Y-%m-%d %H:%M}Z", "tokens are one-time: ask the operator for a new one",
+        )
+    if row.revoked_at is not None:
+        raise TokenRejected(
+            f"this enrollment token (id {row.token_id}, for {row.name!r}) was revoked on "
+            f"{row.revoked_at:%Y-%m-%d %H:%M}Z", "ask the operator for a new one",
         )
     if now >= row.expires_at:
         raise TokenRejected(
@@ -322,20 +372,18 @@ def _audit(
     store.add_audit(AuditRow(now, action, record.name, record.kind, record.serial, record.sans, actor, replica, peer))
 
 
-def _issued(pki: Pki, record: Record, now: datetime) -> Issued:
-    cert = _read_own_cert(pki, record)
-    bundle, _issuing = trust_bundle(pki)
-    return Issued(record.name, record.kind, record.serial, cert, bundle, record.not_before, record.not_after)
-
-
-def _read_own_cert(pki: Pki, record: Record) -> bytes:
+def _staged_chain(tx: StoreTransaction, record: Record) -> bytes:
+    """The chain.pem this transaction writes for ``record``, as staged: read back from disk after
+    the commit, it could already be the chain of a concurrent renewal of the same NAME."""
     assert record.chain_path is not None
-    chain = pki.read_store_file(record.chain_path, "certificate chain")
-    first = x509.load_pem_x509_certificates(chain)[0]
-    if f"{first.serial_number:x}" != record.serial:
-        # Another issuance of NAME landed right after ours: never hand out someone else's chain.
-        raise GrpcpkiError(f"{record.name!r} was reissued while this request ran", "retry the request")
+    chain = tx.pending(record.chain_path)
+    assert chain is not None, "sign_csr stages the chain in the caller's transaction"
     return chain
+
+
+def _issued(pki: Pki, record: Record, chain: bytes) -> Issued:
+    bundle, _issuing = trust_bundle(pki)
+    return Issued(record.name, record.kind, record.serial, chain, bundle, record.not_before, record.not_after)
 
 
 def _operator() -> str:
@@ -356,5 +404,5 @@ def _words(window: timedelta) -> str:
 __all__ = [
     "DEFAULT_MAX_DAYS", "TOKEN_PREFIX", "BadRequest", "CertificateRejected", "CreatedToken", "EnrollmentError",
     "Issued", "Policy", "PolicyRejected", "RateLimited", "TokenRejected", "authenticate_presented", "create_token",
-    "enroll", "renew_presented", "token_hash", "token_sans", "trust_bundle",
+    "enroll", "renew_presented", "revoke_token", "token_hash", "token_sans", "trust_bundle",
 ]

@@ -424,6 +424,21 @@ class Inventory:
             pg_cursor.execute(sql)
         return pg_cursor
 
+    def run(self, statement: sa.Executable) -> sa.CursorResult[Any]:
+        """Run one SQLAlchemy Core statement on the tables of engine/schema.py, on the inventory's
+        connection and inside its current transaction, if one is open (the CA service's rows,
+        engine/enroll_store.py; the stored CRL, engine/revocation.py)."""
+        return self._conn.execute(statement)
+
+    def timestamp(self, moment: datetime) -> object:
+        """``moment`` as a Timestamp column stores it (ISO text on SQLite, timestamptz on PostgreSQL)."""
+        return self._ts(moment)
+
+    @staticmethod
+    def moment(value: str | datetime) -> datetime:
+        """A Timestamp column's value as an aware UTC datetime."""
+        return _moment(value)
+
     def _ts(self, moment: datetime) -> object:
         """A timestamp as the backend stores it: ISO text on SQLite, a UTC datetime on PostgreSQL."""
         if self.dialect == "sqlite":

@@ -1,5 +1,11 @@
 """Revocation: mark a leaf revoked in the inventory and publish ``pki/crl.pem``.
 
+The newest CRL also goes into the inventory (table ``crls``), in the transaction that signs it:
+on a shared PostgreSQL inventory the directory that signed is one of many, so the database's
+copy is the one that is never stale. The CA service's GetCRL serves it (:class:`CrlCache`, no
+CA key needed), and a command that finds its local crl.pem older rewrites the file from it
+(:func:`sync_crl_file`), because ``serve`` and peers read the file.
+
 ``crl.pem`` holds one CRL per issuing CA that peers may still meet (the current CA generation,
 plus an older one during a CA rotation), concatenated. OpenSSL's ``-CRLfile`` and most loaders
 read every CRL in a PEM file and pick the one whose issuer (and AKI) matches the certificate.
@@ -10,22 +16,26 @@ serial against :func:`revoked_serials` per call instead; it is cheap to call rep
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from grpcpki.engine import profiles
 from grpcpki.engine.certs import CA, authority_key_identifier, cert_info, load_certificates
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PemError
-from grpcpki.engine.inventory import Record
-from grpcpki.engine.pki import CRL, Pki
+from grpcpki.engine.inventory import Inventory, Record
+from grpcpki.engine.lock import StoreLock
 from grpcpki.engine.pem import split_pem
-from grpcpki.engine.storage import PUBLIC_FILE_MODE, file_stamp, read_file
+from grpcpki.engine.pki import CRL, Pki
+from grpcpki.engine.schema import crls
+from grpcpki.engine.storage import PUBLIC_FILE_MODE, atomic_write, file_stamp, read_file
 
 # RFC 5280 5.3.1 reason codes grpcpki offers (the ones that make sense for a leaf).
 REASONS: dict[str, x509.ReasonFlags] = {
@@ -184,8 +194,120 @@ def write_crl(
             entries.append(CrlEntry(ca.info.subject, generation, len(revoked)))
         path = crl_path(pki.path)
         pki.inventory.set_meta(CRL_NUMBER_META, str(number))
+        _store_crl(pki.inventory, StoredCrl(number, b"".join(blobs), this_update, next_update))
         tx.write(path, b"".join(blobs), PUBLIC_FILE_MODE)
     return CrlSummary(path, number, this_update, next_update, tuple(entries))
+
+
+# -- the CRL in the inventory -------------------------------------------------------------------
+@dataclass(frozen=True)
+class StoredCrl:
+    """The newest CRL as the inventory keeps it: crl.pem's bytes and their CRLNumber."""
+
+    number: int
+    pem: bytes
+    this_update: datetime
+    next_update: datetime
+
+
+def _store_crl(inventory: Inventory, crl: StoredCrl) -> None:
+    # Inside write_crl's transaction, under the writer lock (the advisory lock on PostgreSQL):
+    # numbers only grow, and the row commits with the revocation it lists, or not at all.
+    with inventory.transaction():
+        inventory.run(crls.delete().where(crls.c.number <= crl.number))  # only the newest is served
+        inventory.run(crls.insert().values(
+            number=crl.number, crl_pem=crl.pem.decode("ascii"), this_update=inventory.timestamp(crl.this_update),
+            next_update=inventory.timestamp(crl.next_update),
+        ))
+
+
+def newest_crl_number(inventory: Inventory) -> int | None:
+    """The CRLNumber of the inventory's newest CRL (one indexed read), None if it holds none yet."""
+    value = inventory.run(sa.select(sa.func.max(crls.c.number))).scalar()
+    return int(value) if value is not None else None
+
+
+def stored_crl(inventory: Inventory) -> StoredCrl | None:
+    """The inventory's newest CRL; None before the first CRL signed by a grpcpki that stores it."""
+    row = inventory.run(
+        sa.select(crls.c.number, crls.c.crl_pem, crls.c.this_update, crls.c.next_update)
+        .order_by(crls.c.number.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    return StoredCrl(int(row.number), str(row.crl_pem).encode("ascii"), Inventory.moment(row.this_update),
+                     Inventory.moment(row.next_update))
+
+
+def crl_file_number(path: Path) -> int | None:
+    """The CRLNumber of a crl.pem (its first CRL: grpcpki gives every CRL in it one number); None
+    when the file is missing, damaged or has no number."""
+    try:
+        data = read_file(path, "CRL")
+        found = _load_crls(data, source=str(path))
+        return int(found[0].extensions.get_extension_for_class(x509.CRLNumber).value.crl_number) if found else None
+    except (GrpcpkiError, x509.ExtensionNotFound, OSError):
+        return None
+
+
+def sync_crl_file(pki: Pki) -> int | None:
+    """Rewrite this directory's crl.pem from the inventory if the database holds a newer CRL
+    (another operator's directory, or a CA service replica, revoked since); its number, or None
+    when nothing changed.
+
+    The file is a copy of a signed CRL, so this needs no CA key and no writer lock on the
+    shared rows; it takes this directory's file lock without waiting, so it never races a
+    writer of this directory (who writes crl.pem itself) and never delays a command: when the
+    lock is busy, the next command catches up.
+    """
+    newest = newest_crl_number(pki.inventory)
+    path = crl_path(pki.path)
+    if newest is None or (crl_file_number(path) or 0) >= newest:
+        return None
+    lock = StoreLock(pki.path, database="")  # this directory's flock only
+    with contextlib.suppress(GrpcpkiError, OSError):
+        if lock.acquire(blocking=False):
+            try:
+                stored = stored_crl(pki.inventory)
+                if stored is not None and (crl_file_number(path) or 0) < stored.number:
+                    atomic_write(path, stored.pem, PUBLIC_FILE_MODE)
+                    return stored.number
+            finally:
+                lock.release()
+    return None
+
+
+class CrlCache:
+    """What a CA service replica serves from GetCRL: the inventory's newest CRL, read again only
+    when its number moves (one small query per call), else the directory's crl.pem (an
+    inventory from before revision 0004 that has not signed a CRL since, or none revoked ever).
+
+    Serving never signs, so a replica whose CA key is unreachable (a network HSM down) still
+    serves the newest CRL. Thread-safe: one per server, shared by its worker threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._crl: StoredCrl | None = None
+
+    def current(self, pki: Pki) -> bytes:
+        newest = newest_crl_number(pki.inventory)
+        if newest is None:
+            path = crl_path(pki.path)
+            return read_file(path, "CRL") if path.is_file() else b""
+        with self._lock:
+            cached = self._crl
+        if cached is not None and cached.number == newest:
+            return cached.pem
+        stored = stored_crl(pki.inventory)
+        if stored is None:  # pruned between the two reads by a newer one: the next call reads it
+            return cached.pem if cached is not None else b""
+        with self._lock:
+            if self._crl is None or self._crl.number < stored.number:
+                self._crl = stored
+        # Peers and `serve` on this machine read the file: bring it up to date too.
+        with contextlib.suppress(GrpcpkiError, OSError):
+            sync_crl_file(pki)
+        return stored.pem
 
 
 def crl_generations(pki: Pki, *, now: datetime | None = None, include: Iterable[int] = ()) -> list[int]:
@@ -323,16 +445,22 @@ def is_revoked(pki_path: Path | str, serial: int | str) -> bool:
 __all__ = [
     "CRL_VALIDITY",
     "REASONS",
+    "CrlCache",
     "CrlEntry",
     "CrlSummary",
     "RevokeResult",
+    "StoredCrl",
+    "crl_file_number",
     "crl_generations",
     "crl_path",
     "find_revocation_target",
     "is_revoked",
+    "newest_crl_number",
     "normalise_serial",
     "refresh_crl_if_due",
     "revoke",
     "revoked_serials",
+    "stored_crl",
+    "sync_crl_file",
     "write_crl",
 ]

@@ -32,7 +32,7 @@ from sqlalchemy import (
 
 # The newest Alembic revision: an inventory stamped with it needs no migration, which saves
 # importing Alembic (tens of milliseconds) on every command. Move it with every new revision.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 KINDS = ("root", "intermediate", "cross", "server", "client")
 STATUSES = ("active", "superseded", "revoked", "archived")
@@ -114,6 +114,9 @@ enrollment_tokens = Table(
     Column("used_at", Text),
     Column("used_serial", Text),
     Column("used_via", Text),
+    # `grpcpki token revoke` (revision 0004): an unused token withdrawn by an operator.
+    Column("revoked_at", Text),
+    Column("revoked_by", Text),
 )
 
 issuance_audit = Table(
@@ -133,4 +136,21 @@ issuance_audit = Table(
 # The rate limit counts one identity's recent issuances.
 Index("issuance_audit_name_at", issuance_audit.c.name, issuance_audit.c.at)
 
-__all__ = ["HEAD_REVISION", "KINDS", "STATUSES", "Timestamp", "certificates", "enrollment_tokens", "issuance_audit", "meta", "metadata"]
+# The newest signed CRL (revision 0004), written in the transaction that signs it
+# (engine/revocation.py): a PKI directory on another machine, or a CA service replica whose CA
+# cannot sign right now, serves it from here instead of a local crl.pem that may be stale.
+# ``number`` is the CRLNumber (RFC 5280 5.2.3) of every CRL in ``crl_pem`` (one per live issuing
+# CA, concatenated as in crl.pem); only the newest row is kept.
+crls = Table(
+    "crls",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("crl_pem", Text, nullable=False),
+    Column("this_update", Timestamp, nullable=False),
+    Column("next_update", Timestamp, nullable=False),
+)
+
+__all__ = [
+    "HEAD_REVISION", "KINDS", "STATUSES", "Timestamp", "certificates", "crls", "enrollment_tokens", "issuance_audit",
+    "meta", "metadata",
+]

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from grpcpki.engine.pki import Pki
+from grpcpki.engine.profiles import Role
 from support import Result, cli_env, run_grpcpki
 
 
@@ -63,13 +65,16 @@ class Setup:
                            *args, cwd=self.tmp)
 
 
-def start_ca_server(tmp: Path, pki: Path, *args: str, replica: str = "r1") -> CaService:
+def start_ca_server(
+    tmp: Path, pki: Path, *args: str, replica: str = "r1", env: dict[str, str] | None = None
+) -> CaService:
     log = tmp / f"ca-server-{replica}.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "grpcpki", "--pki", str(pki), "ca-server", "--name", "localhost",
          "--listen", "127.0.0.1:0", "--enroll-listen", "127.0.0.1:0", "--json", "--replica-id", replica,
          "--grace", "0", *args],
-        cwd=tmp, env=cli_env(), stdout=subprocess.PIPE, stderr=log.open("w"), text=True, stdin=subprocess.DEVNULL,
+        cwd=tmp, env=cli_env(env), stdout=subprocess.PIPE, stderr=log.open("w"), text=True,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -84,9 +89,9 @@ def start_ca_server(tmp: Path, pki: Path, *args: str, replica: str = "r1") -> Ca
 def setup(tmp_path: Path) -> Iterator[Setup]:
     """A PKI with a CA and the service's own certificate (localhost), and a way to start replicas."""
     pki = tmp_path / "pki"
-    for args in (("init-ca", "--name", "Service CA"), ("issue", "server", "localhost")):
-        result = run_grpcpki("--pki", str(pki), *args, cwd=tmp_path)
-        assert result.code == 0, result.output
+    # In-process: what these tests prove is the service and its clients, not `init-ca` (two
+    # subprocesses per test were most of this directory's run time).
+    Pki.init(pki, name="Service CA").issue(Role.SERVER, "localhost")
     started: list[CaService] = []
 
     def start(*args: str, replica: str = "r1", pki_dir: Path = pki) -> CaService:

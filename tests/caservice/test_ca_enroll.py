@@ -13,7 +13,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from caservice_support import CaService, Setup, file_mode
 from support import assert_clean_error
-from grpcpki.engine.enrollment import PolicyRejected, RateLimited, Policy, create_token, enroll, token_sans
+from grpcpki.caservice import client
+from grpcpki.engine.enrollment import (
+    Policy, PolicyRejected, RateLimited, create_token, enroll, revoke_token, token_sans,
+)
+from grpcpki.engine.errors import GrpcpkiError
 from grpcpki.engine.pki import Pki
 from grpcpki.engine import workload
 
@@ -72,6 +76,30 @@ def test_an_expired_token_is_refused(setup: Setup, service: CaService) -> None:
     result = setup.enroll(service, created.secret, "web")
     assert_clean_error(result, "expired")
     assert not (setup.tmp / "web").exists()
+
+
+def test_a_revoked_token_is_refused_and_listed_as_revoked(setup: Setup, service: CaService) -> None:
+    created = {name: create_token(Pki.open(setup.pki), name, "client") for name in ("web", "api", "spare")}
+    token_id = created["web"].row.token_id
+    revoked = setup.cli("token", "revoke", token_id, "--json")
+    assert revoked.code == 0, revoked.output
+    assert json.loads(revoked.stdout)["action"] == "revoked" and json.loads(revoked.stdout)["state"] == "revoked"
+    assert_clean_error(setup.enroll(service, created["web"].secret, "web"), f"(id {token_id}, for 'web') was revoked on")
+    assert not (setup.tmp / "web").exists()
+    again = setup.cli("token", "revoke", token_id)
+    assert again.code == 0 and "already revoked" in again.stderr, again.output
+    # A used token cannot be revoked (its certificate can); unknown ids and secrets in argv are refused.
+    used = client.enroll(service.enroll, token=created["api"].secret, csr_pem=workload.new_key_and_csr("api").csr_pem,
+                         kind="", ca_pem=(setup.pki / "ca.crt").read_bytes())
+    assert_clean_error(setup.cli("token", "revoke", created["api"].row.token_id), "already used",
+                       f"grpcpki revoke {used.serial}")
+    with pytest.raises(GrpcpkiError, match="no enrollment token with id"):
+        revoke_token(Pki.open(setup.pki), "0123456789ab")
+    assert_clean_error(setup.cli("token", "revoke", created["spare"].secret), "TOKEN_ID", code=2)
+    # '-': the secret itself, through the environment.
+    assert setup.cli("token", "revoke", "-", env={"GRPCPKI_ENROLL_TOKEN": created["spare"].secret}).code == 0
+    table = setup.cli("token", "list").stdout
+    assert f"{token_id}  client  web  revoked " in table and "api  used " in table and "spare  revoked " in table
 
 
 def test_a_token_for_another_kind_is_refused(setup: Setup, service: CaService) -> None:

@@ -14,9 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from cryptography import x509
 
 from grpcpki.engine.errors import AlreadyExistsError, InventoryError
 from grpcpki.engine.inventory import Inventory, NewRecord
+from grpcpki.engine.revocation import revoked_serials
 from pg_support import PostgresServer, require_psycopg
 from support import cli_env, run_grpcpki
 
@@ -207,20 +210,65 @@ def test_an_operator_revokes_a_certificate_another_one_issued(tmp_path: Path, po
     assert run_grpcpki("--db", url, "--pki", str(alice), "init-ca").code == 0
     shutil.copytree(alice, bob)
     assert run_grpcpki("--db", url, "--pki", str(alice), "issue", "server", "web").code == 0
+    serial = int(json.loads(run_grpcpki("--db", url, "--pki", str(alice), "list", "--json").stdout)[0]["serial"], 16)
     revoked = run_grpcpki("--db", url, "--pki", str(bob), "revoke", "web")
     assert revoked.code == 0, revoked.output
+    assert serial not in revoked_serials(alice)  # alice's crl.pem was signed before bob revoked
     assert "revoked" in run_grpcpki("--db", url, "--pki", str(alice), "list", "--all").stdout
+    # A command that opens alice's directory (`list` reads only rows) brings her crl.pem up to the
+    # database's newest CRL: `serve` and her peers read the file. No CA key or writer lock needed.
+    assert run_grpcpki("--db", url, "--pki", str(alice), "inspect", str(alice / "ca.crt")).code == 0
+    assert serial in revoked_serials(alice)
+    assert (alice / "crl.pem").read_bytes() == (bob / "crl.pem").read_bytes()
+
+
+def test_the_newest_crl_is_kept_in_the_inventory(tmp_path: Path, backend: str | None,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """write_crl stores the CRL with its number in its own transaction; readers take the newest."""
+    from grpcpki.engine.pki import Pki
+    from grpcpki.engine.profiles import Role
+    from grpcpki.engine.revocation import CrlCache, crl_file_number, revoke, stored_crl, sync_crl_file
+    from grpcpki.engine.schema import crls
+
+    if backend:
+        monkeypatch.setenv("GRPCPKI_DB", backend)
+    pki = Pki.init(tmp_path / "pki")
+    for name in ("web", "api"):
+        pki.issue(Role.SERVER, name)
+    assert stored_crl(pki.inventory) is None and CrlCache().current(pki) == b""  # nothing signed yet
+    first = revoke(pki, "web").crl
+    older = (tmp_path / "pki" / "crl.pem").read_bytes()
+    second = revoke(pki, "api").crl
+    stored = stored_crl(pki.inventory)
+    assert stored is not None and stored.number == second.number == first.number + 1
+    assert stored.pem == (tmp_path / "pki" / "crl.pem").read_bytes()
+    assert crl_file_number(tmp_path / "pki" / "crl.pem") == stored.number
+    assert stored.next_update == second.next_update.replace(microsecond=0)  # stored to the second, as the CRL has it
+    assert pki.inventory.run(sa.select(sa.func.count()).select_from(crls)).scalar() == 1  # only the newest
+    cache = CrlCache()
+    assert cache.current(pki) == stored.pem
+    # A crl.pem older than the database's is rewritten from it; a current one is left alone.
+    (tmp_path / "pki" / "crl.pem").write_bytes(older)
+    assert sync_crl_file(pki) == stored.number
+    assert (tmp_path / "pki" / "crl.pem").read_bytes() == stored.pem
+    assert sync_crl_file(pki) is None
 
 
 def test_the_commit_point_on_postgresql_survives_another_directory_committing(
-    tmp_path: Path, postgres: PostgresServer, postgres_db: str
+    tmp_path: Path, postgres: PostgresServer, postgres_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Alice's issue is SIGKILLed at each step of the store protocol; Bob (another PKI directory
-    on the same database) then commits a change of his own, and Alice's next command applies the
-    recovery rule: her certificate is there with its files (killed after the commit point) or
-    not at all (before it). Bob's commit must not have removed Alice's pending marker."""
+    on the same database) then commits a change of his own, and Alice's next opening of her
+    directory applies the recovery rule: her certificate is there with its files (killed after
+    the commit point) or not at all (before it). Bob's commit must not have removed Alice's
+    pending marker. Only the killed command is a subprocess; Bob and the reopening run in-process
+    (the same engine the CLI calls), which keeps this loop of ~40 crash points affordable."""
+    from grpcpki.engine.pki import Pki
+    from grpcpki.engine.profiles import Role
+
     require_psycopg()
     url = postgres.url(postgres_db)
+    monkeypatch.setenv("GRPCPKI_DB", url)
     alice, bob = tmp_path / "alice", tmp_path / "bob"
     assert run_grpcpki("--db", url, "--pki", str(alice), "init-ca").code == 0
     shutil.copytree(alice, bob)
@@ -233,14 +281,20 @@ def test_the_commit_point_on_postgresql_survives_another_directory_committing(
             break
         assert killed.code == -9, killed.output
         seen.append(killed.stderr.strip().splitlines()[-1].split(": ", 1)[-1])
-        assert run_grpcpki("--db", url, "--pki", str(bob), "issue", "client", f"bob-{point}").code == 0
-        listed = run_grpcpki("--db", url, "--pki", str(alice), "list", "--json")
-        assert listed.code == 0, listed.output
-        rows = {r["name"]: r for r in json.loads(listed.stdout)}
+        bobs = Pki.open(bob)
+        try:
+            bobs.issue(Role.CLIENT, f"bob-{point}")
+        finally:
+            bobs.inventory.close()
+        alices = Pki.open(alice)  # the recovery rule runs here, as in any command
+        try:
+            rows = {r.name: r for r in alices.records()}
+        finally:
+            alices.inventory.close()
         cert = alice / "certs" / name / "cert.pem"
         if name in rows:
             assert cert.is_file(), (seen[-1], "committed but its files were rolled back")
-            assert rows[name]["serial"] in cert.read_text() or cert.stat().st_size > 0
+            assert x509.load_pem_x509_certificate(cert.read_bytes()).serial_number == int(rows[name].serial, 16)
         else:
             assert not cert.exists(), (seen[-1], "files of a change that never committed")
         assert not list((alice / ".journal").glob("*.json")), seen[-1]
@@ -261,7 +315,7 @@ def test_a_pki_with_its_own_inventory_refuses_a_database_url(tmp_path: Path, pos
 
 
 def test_the_ca_service_rows_on_both_backends(tmp_path: Path, backend: str | None) -> None:
-    """engine/enroll_store.py through Inventory.execute: a token is spent once, audit rows count."""
+    """engine/enroll_store.py (SQLAlchemy Core): a token is spent once or revoked, audit rows count."""
     from grpcpki.engine.enroll_store import AuditRow, SqlEnrollmentStore, TokenRow
 
     inventory = _inventory(tmp_path, backend)
@@ -282,5 +336,18 @@ def test_the_ca_service_rows_on_both_backends(tmp_path: Path, backend: str | Non
         assert [row.serial for row in store.audit("web")] == ["01", "02"]
         spent = store.get_token(token.token_hash)
         assert spent is not None and spent.used_serial == "01" and [t.token_id for t in store.tokens()] == ["abababababab"]
+        assert spent.state(now) == "used" and store.find_token("abababababab") == spent
+        # A token is spent or revoked, never both: each conditional UPDATE's row count decides.
+        other = TokenRow("cd" * 32, "cdcdcdcdcdcd", "api", "server", (), None, True, now, "alice",
+                         now + timedelta(hours=1))
+        with inventory.transaction():
+            store.add_token(other)
+            assert store.revoke_token(token.token_hash, now=now, by="bob") is False  # used already
+            assert store.revoke_token(other.token_hash, now=now, by="bob") is True
+            assert store.revoke_token(other.token_hash, now=now, by="bob") is False
+            assert store.spend_token(other.token_hash, now=now, serial="03", via="a") is False
+        withdrawn = store.get_token(other.token_hash)
+        assert withdrawn is not None and withdrawn.state(now) == "revoked" and withdrawn.revoked_by == "bob"
+        assert withdrawn.used_at is None and withdrawn.revoked_at is not None
     finally:
         inventory.close()
