@@ -23,18 +23,24 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # The same portable timestamp as certificates': ISO 8601 text on SQLite, timestamptz on PostgreSQL.
-    timestamp = sa.String().with_variant(sa.DateTime(timezone=True), "postgresql")
-    op.create_table(
-        "crls",
-        sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("crl_pem", sa.Text, nullable=False),
-        sa.Column("this_update", timestamp, nullable=False),
-        sa.Column("next_update", timestamp, nullable=False),
-    )
+    # Only what is missing, as in 0003: an SQLite inventory stamped from the hand-written schema
+    # (PRAGMA user_version 1 or 2) may have been made by a grpcpki that already had these.
+    inspector = sa.inspect(op.get_bind())
+    if "crls" not in inspector.get_table_names():
+        # The same portable timestamp as certificates': ISO 8601 text on SQLite, timestamptz on PostgreSQL.
+        timestamp = sa.String().with_variant(sa.DateTime(timezone=True), "postgresql")
+        op.create_table(
+            "crls",
+            sa.Column("number", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("crl_pem", sa.Text, nullable=False),
+            sa.Column("this_update", timestamp, nullable=False),
+            sa.Column("next_update", timestamp, nullable=False),
+        )
+    columns = {column["name"] for column in inspector.get_columns("enrollment_tokens")}
     # Nullable columns: a plain ALTER TABLE ADD COLUMN on both backends, no table copy.
-    op.add_column("enrollment_tokens", sa.Column("revoked_at", sa.Text))
-    op.add_column("enrollment_tokens", sa.Column("revoked_by", sa.Text))
+    for name in ("revoked_at", "revoked_by"):
+        if name not in columns:
+            op.add_column("enrollment_tokens", sa.Column(name, sa.Text))
 
 
 def downgrade() -> None:
