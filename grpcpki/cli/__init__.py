@@ -65,7 +65,7 @@ SHORT_HELP: dict[str, str] = {
     "apply": "Make the PKI match a manifest of services (default: ./grpcpki.toml).",
     "sign": "Sign a certificate signing request as a server or client certificate.",
     "ca-server": "Serve the CA to workloads: enrollment with one-time tokens, renewal over mTLS.",
-    "token": "Create and list one-time enrollment tokens for `grpcpki ca-server`.",
+    "token": "Create, list and revoke one-time enrollment tokens for `grpcpki ca-server`.",
     "enroll": "Get a first certificate from the CA service with a one-time enrollment token.",
 }
 
