@@ -796,7 +796,10 @@ class Inventory:
         # Batch paths are built below the root: a prefix cut is exact, and far cheaper than relative_to.
         if text.startswith(root + os.sep):
             return text[len(root) + 1:]
-        return str(path.relative_to(self.root))
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return text  # outside the PKI directory: kept as given, as Inventory.add does
 
     @staticmethod
     def _refusal(exc: sa_exc.IntegrityError) -> GrpcpkiError:
