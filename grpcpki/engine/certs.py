@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Sequence
@@ -415,12 +416,17 @@ class CA:
         root = self._parents[-1] if self._parents else self._cert
         return root.public_bytes(serialization.Encoding.PEM)
 
-    @property
+    @functools.cached_property
     def intermediates_pem(self) -> bytes:
         """Certificates a leaf of this CA must be served with: this CA (if not the root) and its parents below the root."""
+        # Cached (a CA never changes): a batch appends it to every chain.pem it writes.
         if not self._parents:
             return b""
         return certificates_pem((self._cert, *self._parents[:-1]))
+
+    @functools.cached_property
+    def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
+        return authority_key_identifier(self._cert)
 
     @property
     def parents_pem(self) -> bytes:
@@ -490,7 +496,7 @@ class CA:
             role, also_client=also_client, also_server=also_server, svid=any(s.is_spiffe for s in final_sans)
         )
         ski = x509.SubjectKeyIdentifier.from_public_key(subject_key)
-        aki = authority_key_identifier(self._cert)
+        aki = self._authority_key_id
         sig_hash = signature_hash(self._key)
         builder = (
             x509.CertificateBuilder()
