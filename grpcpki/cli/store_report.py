@@ -37,7 +37,7 @@ def doctor_store(app: App, *, repair: bool, as_json: bool) -> None:
         for line in repaired:
             console.success(line)
         render(problems)
-        if not problems:
+        if all(p.severity == "info" for p in problems):
             console.success(f"the store in {pki.path} is consistent: every file has its row, every row its files")
     if any(p.severity == "error" for p in problems):
         raise click.exceptions.Exit(1)
@@ -47,8 +47,8 @@ def render(problems: Sequence[StoreProblem]) -> None:
     """One line per problem (plain text: paths and names come from outside), then its fix."""
     out = console.out()
     for problem in problems:
-        style = "bold red" if problem.severity == "error" else "yellow"
-        line = Text(f"{'✗' if problem.severity == 'error' else '!'} store: ", style=style)
+        style, mark = {"error": ("bold red", "✗"), "warning": ("yellow", "!")}.get(problem.severity, ("cyan", "i"))
+        line = Text(f"{mark} store: ", style=style)
         line.append(problem.message, style="")
         line.append(f"  [{problem.id}]", style="dim")
         out.print(line)

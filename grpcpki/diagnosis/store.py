@@ -379,7 +379,15 @@ def doctor_pki(
     moment = now or dt.datetime.now(dt.UTC)
     known = known_cas(pki)
     crl = crl if crl is not None else pki_crl(pki)
-    checked = [_leaf_from_record(pki, r, host=host, known=known, now=moment, crl=crl) for r in pki.records()]
+    from grpcpki.engine.consistency import made_elsewhere
+
+    records = pki.records()
+    # On a shared inventory another operator's certificates have their files in their PKI
+    # directory: `doctor --store` names them; only this directory's are checked here.
+    elsewhere = made_elsewhere(pki, records)
+    checked = [
+        _leaf_from_record(pki, r, host=host, known=known, now=moment, crl=crl) for r in records if r.id not in elsewhere
+    ]
     return checked + _doctor_cas(pki, passphrase=passphrase, now=moment)
 
 

@@ -14,6 +14,11 @@ A repair never deletes or replaces a certificate that is in use: it finishes or 
 interrupted changes, deletes temporary files, records an untracked certificate in the
 inventory (so ``revoke`` can find it), removes archive copies that duplicate another
 certificate, and re-signs the CRL.
+
+On a shared inventory (PostgreSQL, docs/team.md) each operator's PKI directory keeps the files
+of the certificates it made, and each row records that directory as ``HOST:/path`` (revision
+0005). Files are checked only for this directory's rows; the others are reported once per
+origin, as information, and a repair never touches them.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ STORE_PROBLEMS: dict[str, str] = {
     "store-crl-missing": "a revoked certificate is not listed in crl.pem",
     "store-ca-broken": "the issuing CA's certificate or key is missing or does not match",
     "store-rotation-interrupted": "a CA rotation step of an older grpcpki stopped half-way",
+    "store-issued-elsewhere": "certificates another PKI directory on the shared inventory made (its files are there)",
 }
 
 
@@ -79,14 +85,42 @@ def check_store(pki: Pki, *, thorough: bool = True) -> list[StoreProblem]:
     root = pki.path
     problems += _leftovers(root)
     rows = pki.inventory.query(statuses=None)
-    problems += _active_leaves(pki, [r for r in rows if r.is_leaf and r.status == "active"], thorough=thorough)
+    elsewhere = made_elsewhere(pki, rows)
+    active = [r for r in rows if r.is_leaf and r.status == "active"]
+    problems += _active_leaves(pki, [r for r in active if r.id not in elsewhere], thorough=thorough)
+    problems += _issued_elsewhere([r for r in active if r.id in elsewhere], elsewhere)
     problems += _untracked(pki, rows)
     if thorough:
-        problems += _archives(pki, rows)
+        problems += _archives(pki, [r for r in rows if r.id not in elsewhere])
         problems += _issuing_ca(pki)
     problems += _crl(pki, rows)
     problems += _rotation(pki)
     return problems
+
+
+def made_elsewhere(pki: Pki, rows: list[Record]) -> dict[int, str]:
+    """Row id -> origin (``HOST:/path``) of each leaf row another PKI directory made, on a shared
+    inventory; empty for an SQLite one. A row from before origins were recorded counts as this
+    directory's when its certificate's folder is here, else as made by an unknown directory."""
+    inventory = pki.inventory
+    if not inventory.shared:
+        return {}
+    here = inventory.origin_label
+    origins = inventory.origins()
+    elsewhere: dict[int, str] = {}
+    for row in rows:
+        if row.id not in origins:
+            continue
+        origin = origins[row.id]
+        if origin is None:
+            if row.cert_path is not None and not row.cert_path.parent.is_dir():
+                elsewhere[row.id] = UNKNOWN_ORIGIN
+        elif origin != here:
+            elsewhere[row.id] = origin
+    return elsewhere
+
+
+UNKNOWN_ORIGIN = "another PKI directory (a row from before grpcpki recorded where rows come from)"
 
 
 # -- the checks ---------------------------------------------------------------------------------------
@@ -168,6 +202,24 @@ def _active_leaves(pki: Pki, records: list[Record], *, thorough: bool) -> list[S
                             renew, str(record.key_path),
                         )
                     )
+    return problems
+
+
+def _issued_elsewhere(records: list[Record], elsewhere: dict[int, str]) -> list[StoreProblem]:
+    by_origin: dict[str, list[Record]] = {}
+    for record in records:
+        by_origin.setdefault(elsewhere[record.id], []).append(record)
+    problems = []
+    for origin, group in sorted(by_origin.items()):
+        names = ", ".join(f"{r.kind} {r.name}" for r in group[:5]) + (f", and {len(group) - 5} more" if len(group) > 5 else "")
+        problems.append(
+            StoreProblem(
+                "store-issued-elsewhere",
+                f"{len(group)} active certificate(s) issued from {origin}; files not here: {names}",
+                "nothing to do here: `grpcpki doctor --store` in that PKI directory checks their files",
+                severity="info",
+            )
+        )
     return problems
 
 
@@ -323,7 +375,8 @@ def repair_store(pki: Pki) -> list[str]:
                         if (path / name).is_file():
                             tx.remove(path / name)
                     row = pki.inventory.by_serial(path.name)
-                    if row is not None:
+                    # Only a row of this directory points at this folder; another's names its own files.
+                    if row is not None and not made_elsewhere(pki, [row]):
                         pki.inventory.set_status(row.id, row.status, paths=(None, None, None))
                 done.append(f"removed the duplicate copy in {path}")
             elif problem.id == "store-crl-missing":
@@ -399,4 +452,4 @@ def _read(path: Path) -> bytes:
         return b""
 
 
-__all__ = ["STORE_PROBLEMS", "StoreProblem", "check_store", "repair_store"]
+__all__ = ["STORE_PROBLEMS", "StoreProblem", "check_store", "made_elsewhere", "repair_store"]

@@ -240,6 +240,7 @@ class Inventory:
         self.root = root
         self.url = url if url is not None else database_url()
         self._in_txn = False
+        self._origin_label: str | None = None
         self._engine = _create_engine(self.url, db_path)
         self.dialect = self._engine.dialect.name
         self.shared = self.dialect != "sqlite"
@@ -283,8 +284,12 @@ class Inventory:
     @property
     def origin(self) -> str:
         """This PKI directory on this machine, among all that share a database (journal markers)."""
-        text = f"{socket.gethostname()}:{os.path.realpath(self.root)}"
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return hashlib.sha256(self.origin_label.encode()).hexdigest()[:16]
+
+    @property
+    def origin_label(self) -> str:
+        """``HOST:/path/to/pki``: what a shared inventory's rows record as their ``origin``."""
+        return f"{socket.gethostname()}:{os.path.realpath(self.root)}"
 
     def _use_wal(self) -> None:
         """WAL: readers (list, inspect, serve) never wait for a writer, and a writer never waits
@@ -667,7 +672,7 @@ class Inventory:
                         not_after=self._ts(new.not_after), fingerprint=new.fingerprint, key_type=new.key_type,
                         status=new.status, eku=json.dumps(list(new.eku)), ca_generation=new.ca_generation,
                         cert_path=rel(new.cert_path), chain_path=rel(new.chain_path), key_path=rel(new.key_path),
-                        created_at=self._ts(created),
+                        created_at=self._ts(created), origin=self._row_origin(),
                     )
                 )
             except sa_exc.IntegrityError as exc:
@@ -875,6 +880,21 @@ class Inventory:
                 self._conn.execute(
                     lite_stmt.on_conflict_do_update(index_elements=[meta.c.key], set_={"value": value})
                 )
+
+    def _row_origin(self) -> str | None:
+        # Shared inventories only: every row of an SQLite file is its own directory's.
+        if not self.shared:
+            return None
+        if self._origin_label is None:
+            self._origin_label = self.origin_label
+        return self._origin_label
+
+    def origins(self) -> dict[int, str | None]:
+        """Row id -> the ``HOST:/path`` of the PKI directory that made it (None: an SQLite
+        inventory, or a row from before revision 0005), for leaf rows that name files."""
+        c = certificates.c
+        stmt = sa.select(c.id, c.origin).where(c.kind.in_(("server", "client")), c.cert_path.is_not(None))
+        return {row_id: origin for row_id, origin in self._conn.execute(stmt)}
 
     def forget_meta(self, prefix: str, *, keep: str) -> None:
         """Delete every meta key starting with ``prefix`` except ``keep`` (old commit markers)."""

@@ -32,7 +32,7 @@ from sqlalchemy import (
 
 # The newest Alembic revision: an inventory stamped with it needs no migration, which saves
 # importing Alembic (tens of milliseconds) on every command. Move it with every new revision.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 KINDS = ("root", "intermediate", "cross", "server", "client")
 STATUSES = ("active", "superseded", "revoked", "archived")
@@ -68,6 +68,9 @@ certificates = Table(
     Column("revoked_at", Timestamp),
     Column("revocation_reason", Text),
     Column("created_at", Timestamp, nullable=False),
+    # "HOST:/path/to/pki" of the PKI directory that made the row, on a shared inventory only
+    # (revision 0005): its files live there, and `doctor --store` elsewhere must not call them missing.
+    Column("origin", Text),
 )
 
 _ACTIVE_LEAF = text("status = 'active' AND kind IN ('server', 'client')")

@@ -83,6 +83,12 @@ OLD_STEP_V2 = """
         WHERE status = 'active' AND kind IN ('server', 'client');
 """
 
+# The columns of schema 1, in its order (later revisions add columns: 0005's origin).
+V1_COLUMNS = (
+    "id, serial, kind, name, subject, sans, issuer, not_before, not_after, fingerprint, key_type, status, eku, "
+    "ca_generation, cert_path, chain_path, key_path, superseded_by, revoked_at, revocation_reason, created_at"
+)
+
 
 @pytest.mark.parametrize("old_version", [1, 2])
 def test_an_inventory_made_before_alembic_is_upgraded_in_place(tmp_path: Path, old_version: int) -> None:
@@ -92,7 +98,7 @@ def test_an_inventory_made_before_alembic_is_upgraded_in_place(tmp_path: Path, o
     assert run_grpcpki("--pki", str(pki), "init-ca").code == 0
     assert run_grpcpki("--pki", str(pki), "issue", "server", "web").code == 0
     with closing(sqlite3.connect(pki / "inventory.db")) as db:
-        rows = db.execute("SELECT * FROM certificates ORDER BY id").fetchall()
+        rows = db.execute(f"SELECT {V1_COLUMNS} FROM certificates ORDER BY id").fetchall()
         meta = db.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
     for leftover in pki.glob("inventory.db*"):
         leftover.unlink()
@@ -111,7 +117,7 @@ def test_an_inventory_made_before_alembic_is_upgraded_in_place(tmp_path: Path, o
     with closing(sqlite3.connect(pki / "inventory.db")) as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(HEAD_REVISION,)]
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
-        assert db.execute("SELECT * FROM certificates ORDER BY id").fetchall() == rows
+        assert db.execute(f"SELECT {V1_COLUMNS} FROM certificates ORDER BY id").fetchall() == rows
         # Revision 0002's index: one active leaf per name and kind.
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "certificates_one_active_leaf_per_kind" in indexes and "certificates_one_active_leaf" not in indexes
