@@ -754,6 +754,7 @@ class Inventory:
                         "a certificate of this batch was revoked or reissued while the batch held the lock",
                         "run the command again",
                     )
+            origin = self._row_origin()
             rows = [
                 {
                     "serial": r.serial.lower(), "kind": r.kind, "name": r.name, "subject": r.subject,
@@ -761,7 +762,7 @@ class Inventory:
                     "not_after": self._ts(r.not_after), "fingerprint": r.fingerprint, "key_type": r.key_type,
                     "status": r.status, "eku": json.dumps(list(r.eku)), "ca_generation": r.ca_generation,
                     "cert_path": self._rel_text(r.cert_path), "chain_path": self._rel_text(r.chain_path),
-                    "key_path": self._rel_text(r.key_path), "created_at": created_ts,
+                    "key_path": self._rel_text(r.key_path), "created_at": created_ts, "origin": origin,
                 }
                 for r in new
             ]
