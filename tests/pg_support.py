@@ -163,6 +163,17 @@ def running_postgres() -> Iterator[PostgresServer]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def restart_postgres(server: PostgresServer) -> None:
+    """`pg_ctl restart` of a running throwaway cluster (same port, same data): every client
+    connection is cut, as when a production database fails over or is upgraded."""
+    bindir = postgres_bindir()
+    assert bindir is not None
+    owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+    _run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(server.base / "data"), "-l", str(server.base / "server.log"),
+                          "-m", "fast", "-w",
+                          "-t", str(START_TIMEOUT), "restart"], owner), "pg_ctl restart")
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """One throwaway PostgreSQL server for the whole test session (started on first use)."""

@@ -31,9 +31,10 @@ from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from datetime import UTC
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+from sqlalchemy import exc as sa_exc
 
 from grpcpki.caservice._proto import ca_pb2, ca_pb2_grpc
 from grpcpki.engine.enrollment import EnrollmentError, Issued, Policy, enroll, renew_presented, trust_bundle
@@ -67,6 +68,20 @@ class IssueEvent:
     message: str
 
 
+_T = TypeVar("_T")
+# What SQLAlchemy raises when the DBAPI connection is gone (psycopg's AdminShutdown on a server
+# restart is an OperationalError, a closed connection an InterfaceError); never a constraint.
+_CONNECTION_LOST = (sa_exc.OperationalError, sa_exc.InterfaceError)
+
+
+class DatabaseUnreachable(Exception):
+    """The shared inventory's database is still unreachable after reconnecting once."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the inventory's database is unreachable: {detail} (check the database server; "
+                         "this replica reconnects on the next call)")
+
+
 class CertificateAuthorityServicer(ca_pb2_grpc.CertificateAuthorityServicer):
     def __init__(
         self, open_pki: Callable[[], Pki], config: CaServerConfig, on_event: Callable[[IssueEvent], None] | None = None
@@ -84,6 +99,29 @@ class CertificateAuthorityServicer(ca_pb2_grpc.CertificateAuthorityServicer):
             self._local.pki = pki
         return pki
 
+    def _with_pki(self, action: Callable[[Pki], _T]) -> _T:
+        """``action`` on this thread's Pki; once more on a freshly opened one if the database
+        connection it held was lost. Each worker thread keeps one connection for its life: after
+        a PostgreSQL restart or failover every one of them is dead, and without this the replica
+        answered UNKNOWN on every thread until it was restarted. A lost connection means the
+        transaction did not commit (or, if it died in COMMIT, the retry finds the token spent),
+        so the retry never issues twice."""
+        try:
+            return action(self._pki())
+        except _CONNECTION_LOST:
+            self._drop_pki()
+        try:
+            return action(self._pki())
+        except _CONNECTION_LOST as exc:
+            self._drop_pki()
+            raise DatabaseUnreachable(str(getattr(exc, "orig", exc)).strip().splitlines()[0]) from None
+
+    def _drop_pki(self) -> None:
+        pki: Pki | None = getattr(self._local, "pki", None)
+        self._local.pki = None
+        if pki is not None:
+            pki.inventory.close()  # a dead connection: closing only releases what is left of it
+
     def Enroll(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802 - name fixed by ca.proto
         return self._issue("Enroll", context, lambda pki: enroll(
             pki, token=request.token, csr_pem=request.csr_pem, kind=request.kind, policy=self._config.policy,
@@ -99,7 +137,9 @@ class CertificateAuthorityServicer(ca_pb2_grpc.CertificateAuthorityServicer):
 
     def GetTrustBundle(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         try:
-            bundle, issuing = trust_bundle(self._pki())
+            bundle, issuing = self._with_pki(trust_bundle)
+        except DatabaseUnreachable as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except GrpcpkiError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, _text(exc))
         return ca_pb2.TrustBundle(trust_bundle_pem=bundle, issuing_ca_pem=issuing)
@@ -108,7 +148,9 @@ class CertificateAuthorityServicer(ca_pb2_grpc.CertificateAuthorityServicer):
         # From the inventory, not this replica's crl.pem: a revocation made through another
         # machine is in the database's newest CRL at once (engine/revocation.py). No CA key needed.
         try:
-            data = self._crls.current(self._pki())
+            data = self._with_pki(self._crls.current)
+        except DatabaseUnreachable as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except GrpcpkiError as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, f"cannot read the CRL: {_text(exc)}")
         return ca_pb2.CRL(crl_pem=data)
@@ -116,7 +158,10 @@ class CertificateAuthorityServicer(ca_pb2_grpc.CertificateAuthorityServicer):
     def _issue(self, method: str, context: grpc.ServicerContext, action: Callable[[Pki], Issued]) -> Any:
         peer = context.peer()
         try:
-            issued = action(self._pki())
+            issued = self._with_pki(action)
+        except DatabaseUnreachable as exc:
+            self._event(IssueEvent(method, peer, False, str(exc)))
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         except EnrollmentError as exc:
             self._event(IssueEvent(method, peer, False, _text(exc)))
             context.abort(getattr(grpc.StatusCode, exc.status), _text(exc))
