@@ -20,12 +20,14 @@ from grpcpki.greeter._proto import helloworld_pb2, helloworld_pb2_grpc
 from grpcpki.diagnosis.explain import Diagnosis, explain
 from grpcpki.greeter.errors import GreeterError, Mode
 from grpcpki.greeter.files import TlsMaterial, TlsFiles, load
-from grpcpki.greeter.identity import PEER_IDENTITY_HEADER
+from grpcpki.greeter.identity import IDENTITY_REQUEST_HEADER, PEER_IDENTITY_HEADER
 
 # How long a client waits for a certificate/key pair caught mid-replacement to settle:
 # grpcpki's renames land microseconds apart; other tools (cp of two files) take longer.
 LOAD_RETRIES = 10
 LOAD_RETRY_DELAY = 0.02
+# grpcpki serve names the identity it read from our certificate only when asked (identity.py).
+_ASK_FOR_IDENTITY = ((IDENTITY_REQUEST_HEADER, "1"),)
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,8 @@ class GreeterClient:
             # wait_for_ready=False (the default, spelled out): with True every TLS failure
             # becomes a bare DEADLINE_EXCEEDED after the full timeout (docs/failures.md#wait-for-ready).
             reply, call = self._stub.SayHello.with_call(
-                helloworld_pb2.HelloRequest(name=name), timeout=self.config.timeout, wait_for_ready=False
+                helloworld_pb2.HelloRequest(name=name), timeout=self.config.timeout, wait_for_ready=False,
+                metadata=_ASK_FOR_IDENTITY,
             )
         except grpc.RpcError as exc:
             latency = (time.perf_counter() - start) * 1000

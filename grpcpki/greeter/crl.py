@@ -2,10 +2,10 @@
 
 grpcio's Python server credentials cannot take a CRL (docs/failures.md#client-cert-revoked), so the handshake
 accepts a revoked client certificate and the servicer refuses the call instead: it reads the
-client leaf from ``context.auth_context()["x509_pem_cert"]`` and looks its serial up in
-:func:`grpcpki.engine.revocation.revoked_serials`, which re-parses the file only when its
-stamp changes. The hot path is one ``stat`` call, a cached PEM -> serial lookup and a
-set membership test; a revocation takes effect on the next call, on new and already-open
+client leaf from the call's auth context (``x509_pem_cert``), parses its serial once per
+certificate, and looks it up in :func:`grpcpki.engine.revocation.revoked_serials`, which
+re-parses the file only when its stamp changes. The hot path is one ``stat`` call and a set
+membership test; a revocation takes effect on the next call, on new and already-open
 connections alike, with no restart.
 
 No grpc import here, so the rules are testable without a server.
@@ -14,6 +14,7 @@ No grpc import here, so the rules are testable without a server.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ class RevocationCheck:
         on_event: Callable[[bool, str], None] | None = None,
     ) -> None:
         self.path = Path(path)
+        self._fspath = os.fspath(self.path)
         self._on_event = on_event
         self._lock = threading.Lock()
         if self.path.is_dir():
@@ -120,7 +122,11 @@ class RevocationCheck:
 
     def serials(self) -> frozenset[int]:
         """The serials in force: the file's, or the last good ones while it is damaged or gone."""
-        stamp = file_stamp(self.path)
+        try:
+            st = os.stat(self._fspath)  # file_stamp, inlined: this runs on every call of serve
+            stamp: _Stamp = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except OSError:
+            stamp = None
         if stamp is not None and stamp == self._good_stamp:
             return self._good  # the per-call path: one stat, the file is as last read
         bad = self._bad
@@ -150,7 +156,11 @@ class RevocationCheck:
 
     def check(self, pem: bytes) -> Revoked | None:
         """A :class:`Revoked` if the first certificate in ``pem`` is listed. PemError if unreadable."""
-        serial = leaf_serial(pem)
+        return self.revoked(leaf_serial(pem))
+
+    def revoked(self, serial: int) -> Revoked | None:
+        """A :class:`Revoked` if ``serial`` is listed in the CRL in force now (serve's per-call
+        check: the server parses each client certificate once and keeps its serial)."""
         if serial not in self.serials():
             return None
         stamp = file_stamp(self.path)

@@ -11,10 +11,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 PEER_IDENTITY_HEADER = "grpcpki-peer-identity"
-"""Initial-metadata key carrying the identity the server read from the caller's certificate.
+"""Metadata key carrying the identity the server read from the caller's certificate.
 
 grpc's Python client cannot see the handshake (docs/failures.md#peer-identity: a Call exposes
-no auth context), so the Greeter server tells the client who it thinks the client is.
+no auth context), so the Greeter server tells the client who it thinks the client is: grpcpki
+serve in the trailers, the Go and Node interop servers in the initial metadata.
+"""
+
+IDENTITY_REQUEST_HEADER = "grpcpki-want-peer-identity"
+"""Request metadata key (value ``1``) with which a client asks ``grpcpki serve`` for
+:data:`PEER_IDENTITY_HEADER`. ``grpcpki greet`` sends it; a client that does not gets no such
+trailer and pays nothing for it (docs/greeter.md#peer-identity-header).
 """
 
 
@@ -123,4 +130,4 @@ class AllowList:
         return False
 
 
-__all__ = ["PEER_IDENTITY_HEADER", "AllowList", "PeerIdentity", "peer_identity"]
+__all__ = ["IDENTITY_REQUEST_HEADER", "PEER_IDENTITY_HEADER", "AllowList", "PeerIdentity", "peer_identity"]

@@ -33,14 +33,25 @@ import grpc
 from grpcpki.engine import CertInfo
 from grpcpki.engine.errors import GrpcpkiError
 from grpcpki.greeter._proto import helloworld_pb2, helloworld_pb2_grpc
-from grpcpki.greeter.crl import RevocationCheck, Revoked
+from grpcpki.greeter.crl import RevocationCheck, Revoked, leaf_serial
 from grpcpki.diagnosis.explain import spiffe_as_dns_note
 from grpcpki.engine.address import split_target
 from grpcpki.greeter.errors import GreeterError, Mode
 from grpcpki.greeter.files import TlsMaterial, Stamp, TlsFiles, chains_to_bundle, load, serving_problem, stamp
-from grpcpki.greeter.identity import PEER_IDENTITY_HEADER, AllowList, PeerIdentity, peer_identity
+from grpcpki.greeter.identity import (
+    IDENTITY_REQUEST_HEADER,
+    PEER_IDENTITY_HEADER,
+    AllowList,
+    PeerIdentity,
+    peer_identity,
+)
 
 log = logging.getLogger("grpcpki.greeter")
+
+try:  # see client_leaf_pem
+    from grpc._cython.cygrpc import auth_context as _raw_auth_context
+except ImportError:  # pragma: no cover - a grpcio that moved it: the public method still works
+    _raw_auth_context = None
 
 OkCallLogging = Literal["all", "first", "none"]
 # "first" remembers this many identities; later newcomers are counted, not logged, so a flood of
@@ -226,6 +237,37 @@ class CertificateReloader:
             log.log(logging.INFO if record.loaded else logging.WARNING, record.message)
 
 
+@dataclass(frozen=True, slots=True)
+class _Peer:
+    """What one verified client certificate decides, worked out on its first call."""
+
+    identity: PeerIdentity
+    display: str
+    trailer: tuple[tuple[str, str], ...]
+    allowed: bool
+    serial: int | None  # None: no revocation check, or a certificate that cannot be parsed (see unreadable)
+    unreadable: str | None
+
+
+def client_leaf_pem(context: grpc.ServicerContext) -> bytes | None:
+    """The PEM of the client certificate grpc verified for this call, or None (no certificate).
+
+    ``ServicerContext.auth_context()`` rebuilds grpc's dict with every property name decoded by a
+    Python-level helper on each call: ~31,000 of the ~49,000 instructions it costs a call
+    (callgrind on bench/serve.py's persistent channel, grpcio 1.85; a bare call is ~385,000). The
+    Cython ``cygrpc.auth_context`` it wraps returns the same properties with bytes names, so the
+    hot path reads that, and falls back to the public method if a grpcio release moves either
+    (tests/greeter/test_fast_path.py proves both give the same certificate).
+    """
+    rpc_event = getattr(context, "_rpc_event", None)
+    if _raw_auth_context is not None and rpc_event is not None:
+        properties = _raw_auth_context(rpc_event.call)
+        pems = properties.get(b"x509_pem_cert") if properties else None
+    else:
+        pems = context.auth_context().get("x509_pem_cert")
+    return pems[0] if pems else None
+
+
 class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
     """SayHello -> "Hello NAME", after checking the caller against the CRL and the allow list."""
 
@@ -246,11 +288,13 @@ class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
         self._counts: dict[str, int] = {}
         self._counts_lock = threading.Lock()
         self._identities: set[str] = set()
-        # Peer certificate PEM -> (identity, trailer, allowed). Safe to keep: grpc verified that
-        # exact certificate, the identity is a function of it, and the allow list is fixed for the
-        # server's life (a new --allow means a restart). Revocation is NOT cached: the CRL is
-        # checked on every call, so a revoke still takes effect on the next call.
-        self._peers: dict[bytes, tuple[PeerIdentity, tuple[tuple[str, str], ...], bool]] = {}
+        # Client certificate PEM -> what it decides (_Peer). Keyed by the whole certificate grpc
+        # verified, never by the peer address (ports are reused) or the SANs (a revoked certificate
+        # and its renewal share them). The identity and serial are functions of the certificate,
+        # and the allow list is fixed for the server's life (a new --allow means a restart). The
+        # revocation verdict is NOT kept: each call looks the cached serial up in the CRL in force
+        # (one stat while the file is unchanged), so a revoke takes effect on the next call.
+        self._peers: dict[bytes, _Peer] = {}
 
     def call_counts(self) -> dict[str, int]:
         """Calls answered so far, by status code ("OK", "PERMISSION_DENIED", ...)."""
@@ -266,10 +310,9 @@ class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
         with self._counts_lock:
             self._counts[code] = self._counts.get(code, 0) + 1
 
-    def _log_ok(self, identity: PeerIdentity) -> bool:
+    def _log_ok(self, key: str) -> bool:
         if self._log_ok_calls == "none":
             return False
-        key = identity.display
         if self._log_ok_calls == "all":
             if len(self._identities) < _MAX_REMEMBERED_IDENTITIES:
                 self._identities.add(key)  # only for the count in the exit summary
@@ -285,70 +328,87 @@ class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
     def SayHello(  # noqa: N802 - name fixed by helloworld.proto
         self, request: helloworld_pb2.HelloRequest, context: grpc.ServicerContext
     ) -> helloworld_pb2.HelloReply:
-        auth = context.auth_context()
-        identity, trailer, allowed = self._peer(auth)
-        # In the trailers, which go out with the status anyway (refusals included): sending it as
-        # initial metadata cost a batch of its own per call, a quarter of a bare call's CPU
-        # (bench/serve.py). greet reads either place; so do the Go and Node interop clients.
-        context.set_trailing_metadata(trailer)
-        if self._revocation is not None:
+        # The hot path of a persistent channel: one auth-context read, one dict lookup, one stat
+        # of the CRL, one set membership, a counter. Anything else runs once per certificate.
+        pem = client_leaf_pem(context)
+        peer = self._peers.get(pem) if pem is not None else None
+        if peer is None:
+            peer = self._admit(pem, context)
+        # Only for a client that asks (grpcpki greet does): trailing metadata cost ~3% of a bare
+        # call's instructions (callgrind, bench/serve.py), paid by every Go/Java/Node client that
+        # never reads it. In the trailers, which go out with the status anyway (refusals
+        # included): as initial metadata it cost a batch of its own per call.
+        for key, _value in context.invocation_metadata() or ():
+            if key == IDENTITY_REQUEST_HEADER:
+                context.set_trailing_metadata(peer.trailer)
+                break
+        revocation = self._revocation
+        if revocation is not None and pem is not None and (
+            peer.serial is None or peer.serial in revocation.serials()
+        ):
             # Before the allow list: a revoked certificate proves no identity at all.
-            self._check_revocation(auth, identity, request.name, context)
-        if not allowed:
+            self._refuse_unrevocable(peer, request.name, context)
+        if not peer.allowed:
+            identity = peer.identity
             # A SPIFFE ID written as a DNS SAN can never match: say so (docs/failures.md#peer-identity).
-            message = f"identity {identity.display} is not allowed to call this server{spiffe_as_dns_note(identity.dns)}"
+            message = f"identity {peer.display} is not allowed to call this server{spiffe_as_dns_note(identity.dns)}"
             self._record(context, identity, request.name, "PERMISSION_DENIED", message)
             context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
         if self._delay > 0:
             time.sleep(self._delay)
         reply = f"Hello {request.name}"
-        # The hot path: a successful call is counted, and built into a record (which asks grpc
-        # for the peer address) only if it is to be shown.
-        if self._log_ok(identity):
-            self._record(context, identity, request.name, "OK", reply)
+        # A successful call is counted, and built into a record (which asks grpc for the peer
+        # address) only if it is to be shown.
+        if self._log_ok_calls != "all" and (self._log_ok_calls == "none" or peer.display in self._identities):
+            with self._counts_lock:
+                self._counts["OK"] = self._counts.get("OK", 0) + 1
+        elif self._log_ok(peer.display):
+            self._record(context, peer.identity, request.name, "OK", reply)
         else:
             self._count("OK")
         return helloworld_pb2.HelloReply(message=reply)
 
-    def _peer(
-        self, auth: dict[str, list[bytes]]
-    ) -> tuple[PeerIdentity, tuple[tuple[str, str], ...], bool]:
-        """The caller's identity, its trailer and the allow list's verdict, once per certificate."""
-        pems = auth.get("x509_pem_cert")
-        key = pems[0] if pems else None
-        if key is not None:
-            cached = self._peers.get(key)
-            if cached is not None:
-                return cached
-        identity = peer_identity(auth)
-        entry = (
-            identity,
-            ((PEER_IDENTITY_HEADER, _ascii_header(identity.display)),),
-            self._allow.permits(identity),
+    def _admit(self, pem: bytes | None, context: grpc.ServicerContext) -> _Peer:
+        """Decide once what a client certificate means: identity, trailer, allow-list verdict, serial."""
+        identity = peer_identity(context.auth_context())
+        display = identity.display
+        serial: int | None = None
+        unreadable: str | None = None
+        if pem is not None and self._revocation is not None:
+            try:
+                serial = leaf_serial(pem)
+            except GrpcpkiError as exc:
+                unreadable = exc.message
+        peer = _Peer(
+            identity=identity,
+            display=display,
+            trailer=((PEER_IDENTITY_HEADER, _ascii_header(display)),),
+            allowed=self._allow.permits(identity),
+            serial=serial,
+            unreadable=unreadable,
         )
-        if key is not None:
+        if pem is not None:
             if len(self._peers) >= _MAX_CACHED_PEERS:
                 self._peers.clear()
-            self._peers[key] = entry  # a dict store is atomic under the GIL: racing threads agree
-        return entry
+            self._peers[pem] = peer  # a dict store is atomic under the GIL: racing threads agree
+        return peer
 
-    def _check_revocation(
-        self, auth: dict[str, list[bytes]], identity: PeerIdentity, name: str, context: grpc.ServicerContext
-    ) -> None:
+    def _refuse_unrevocable(self, peer: _Peer, name: str, context: grpc.ServicerContext) -> None:
+        """Abort the call of a certificate listed in the CRL, or one whose serial is unknown."""
         assert self._revocation is not None
-        try:
-            revoked = self._revocation.check_auth_context(auth)
-        except GrpcpkiError as exc:
+        if peer.serial is None:
             # grpc verified this certificate but it cannot be parsed here: its revocation status
             # is unknown, and a deny-list check that cannot run refuses (fails closed).
             message = (
-                f"cannot read the client certificate ({identity.display}) to check it for revocation: {exc.message}"
+                f"cannot read the client certificate ({peer.display}) to check it for revocation: {peer.unreadable}"
             )
-            self._record(context, identity, name, "UNAUTHENTICATED", message)
+            self._record(context, peer.identity, name, "UNAUTHENTICATED", message)
             context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+            return  # abort raises; grpc's stubs do not say so
+        revoked = self._revocation.revoked(peer.serial)
         if revoked is not None:
-            message = revoked.message(identity.display)
-            self._record(context, identity, name, "UNAUTHENTICATED", message, revoked)
+            message = revoked.message(peer.display)
+            self._record(context, peer.identity, name, "UNAUTHENTICATED", message, revoked)
             context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
     def _record(

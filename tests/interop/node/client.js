@@ -8,7 +8,9 @@
 //   {"ok": true, "reply": "Hello world", "identity_seen_by_server": "...", "server_certificate": {...}}
 //   {"ok": false, "code": 14, "code_name": "UNAVAILABLE", "details": "..."}
 
-const { args, require_, greeterService, read, finish, describeCertificate, grpc, PEER_IDENTITY_HEADER } = require('./common');
+const {
+  args, require_, greeterService, read, finish, describeCertificate, grpc, PEER_IDENTITY_HEADER, IDENTITY_REQUEST_HEADER,
+} = require('./common');
 
 const opts = args({
   proto: { type: 'string' },
@@ -34,7 +36,9 @@ const client = new Greeter(opts.target, credentials);
 const deadline = new Date(Date.now() + Number(opts.timeout) * 1000);
 
 let identitySeen = null;
-const call = client.SayHello({ name: opts.name }, { deadline }, (err, reply) => {
+const metadata = new grpc.Metadata();
+metadata.set(IDENTITY_REQUEST_HEADER, '1');
+const call = client.SayHello({ name: opts.name }, metadata, { deadline }, (err, reply) => {
   let serverCertificate = null;
   try {
     const auth = call.getAuthContext();

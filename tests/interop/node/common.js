@@ -12,6 +12,8 @@ const protoLoader = require('@grpc/proto-loader');
 // The header grpcpki's Greeter uses to tell a client who the server thinks it is
 // (grpcpki/greeter/identity.py, PEER_IDENTITY_HEADER).
 const PEER_IDENTITY_HEADER = 'grpcpki-peer-identity';
+// Asks grpcpki serve for that header; it sends none to a client that does not (IDENTITY_REQUEST_HEADER).
+const IDENTITY_REQUEST_HEADER = 'grpcpki-want-peer-identity';
 
 function args(options) {
   try {
@@ -61,4 +63,4 @@ function describeCertificate(cert) {
   };
 }
 
-module.exports = { PEER_IDENTITY_HEADER, args, require_, greeterService, read, finish, describeCertificate, grpc };
+module.exports = { PEER_IDENTITY_HEADER, IDENTITY_REQUEST_HEADER, args, require_, greeterService, read, finish, describeCertificate, grpc };

@@ -95,6 +95,7 @@ func main() {
 	}
 	req.Header.Set("Content-Type", "application/grpc")
 	req.Header.Set("TE", "trailers")
+	req.Header.Set(wire.IdentityRequestHeader, "1")
 	req.Header.Set("User-Agent", "grpcpki-go-interop ("+runtime.Version()+")")
 	resp, err := transport.RoundTrip(req)
 	if err != nil {

@@ -28,6 +28,10 @@ const Method = "/helloworld.Greeter/SayHello"
 // grpcpki serve sends it (grpcpki/greeter/identity.py, PEER_IDENTITY_HEADER).
 const PeerIdentityHeader = "grpcpki-peer-identity"
 
+// IdentityRequestHeader asks grpcpki serve for PeerIdentityHeader; without it serve sends none
+// (grpcpki/greeter/identity.py, IDENTITY_REQUEST_HEADER).
+const IdentityRequestHeader = "grpcpki-want-peer-identity"
+
 // maxMessage bounds what ReadFrame accepts; a Greeter message is a few bytes.
 const maxMessage = 1 << 20
 
