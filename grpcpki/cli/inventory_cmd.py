@@ -1,8 +1,10 @@
 """``grpcpki list`` and ``grpcpki inspect``: what the PKI holds, and what a certificate says.
 
-``list`` streams from the inventory (``Inventory.iter_listing``) and writes as it reads, so
+``list`` streams from the inventory (``grpcpki.engine.listing``: the embedded SQLite file through
+the standard library's sqlite3, else ``Inventory.iter_listing``) and writes as it reads, so
 100,000 certificates list in constant memory; only a terminal gets a rich table, of the rows
-that fit on the screen. rich and cryptography are imported only on the paths that need them.
+that fit on the screen. rich, cryptography and SQLAlchemy are imported only on the paths that
+need them.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from grpcpki.cli.context import App, pass_app, pki_options
 from grpcpki.cli.params import DURATION, CheckedPath
 
 if TYPE_CHECKING:
-    from grpcpki.engine.inventory import Listed
+    from grpcpki.engine.listing import Listed, ListingSource
 
 _KINDS = ("server", "client", "root", "intermediate", "cross")
 # Title, header and borders of the table, the footer line and the shell prompt.
@@ -62,7 +64,7 @@ def list_cmd(
       grpcpki list --before 2027-01-31 | cut -f1,4
       grpcpki list --json | jq -r '.[] | "\\(.name) \\(.days_left)"'
     """
-    from grpcpki.engine.inventory import open_inventory
+    from grpcpki.engine.listing import open_listing
 
     given = [flag for flag, value in (("--expiring", expiring), ("--expired", expired), ("--before", before)) if value]
     if len(given) > 1:
@@ -75,7 +77,7 @@ def list_cmd(
         expiring_before = now
     elif before is not None:
         expiring_before = before.replace(tzinfo=UTC)
-    inventory = open_inventory(app.pki_path)
+    inventory = open_listing(app.pki_path)
     filters: dict[str, object] = {
         "kinds": (kind,) if kind else None,
         "statuses": None if include_inactive else ("active",),
@@ -133,16 +135,14 @@ def _json_record(record: Listed, now: datetime) -> dict[str, object]:
 
 
 def _write_table(
-    app: App, inventory: object, filters: dict[str, object], limit: int | None, now: datetime, *,
+    app: App, inventory: ListingSource, filters: dict[str, object], limit: int | None, now: datetime, *,
     kind: str | None, expiring: timedelta | None, expired: bool, before: datetime | None,
 ) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     from grpcpki.cli import console
-    from grpcpki.engine.inventory import Inventory
 
-    assert isinstance(inventory, Inventory)
     total = inventory.count(**filters)  # type: ignore[arg-type]
     if total == 0:
         what = f"{kind} certificates" if kind else "certificates"

@@ -17,6 +17,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from grpcpki.engine.listing import connect_readonly
+
 INVENTORY = "inventory.db"  # engine.pki.INVENTORY; not imported, so a <TAB> never loads cryptography
 DB_ENV = "GRPCPKI_DB"  # engine.inventory.DB_ENV; not imported, so a <TAB> never loads SQLAlchemy
 
@@ -70,7 +72,7 @@ def _sqlite_rows(db: Path, kinds: tuple[str, ...], bare: str) -> list[tuple[obje
     if not db.is_file():
         return []
     try:
-        connection = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=1)
+        connection = connect_readonly(db, timeout=1)  # the reader `grpcpki list` uses
         try:
             query = _QUERY.format(kinds=",".join("?" * len(kinds)), n="?", p="?")
             return connection.execute(query, (*kinds, len(bare), bare)).fetchall()

@@ -26,19 +26,31 @@ import socket
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import NullPool
 
 from grpcpki.engine.errors import AlreadyExistsError, AmbiguousNameError, GrpcpkiError, InventoryError, NoCAError
+from grpcpki.engine.listing import (  # noqa: F401 - Listed and openssl_serial are part of this module's API
+    DB_ENV,
+    INVENTORY_FILE,
+    LISTED_COLUMNS,
+    Listed,
+    _days_left,
+    _iso,
+    _moment,
+    _parse,
+    _state,
+    _string_list,
+    listed_rows,
+    openssl_serial,
+)
 from grpcpki.engine.schema import HEAD_REVISION, KINDS, STATUSES, certificates, meta
 
-INVENTORY_FILE = "inventory.db"
-DB_ENV = "GRPCPKI_DB"
 # PRAGMA user_version of an SQLite inventory: 1 and 2 were the hand-written schemas, 3 says "Alembic
 # keeps this one" so that a grpcpki from before Alembic refuses it instead of writing blind.
 SCHEMA_VERSION = 3
@@ -59,37 +71,6 @@ def database_url(explicit: str | None = None) -> str | None:
 def inventory_present(root: Path) -> bool:
     """Is there an inventory for ``root``: a database URL, or the SQLite file?"""
     return database_url() is not None or (root / INVENTORY_FILE).is_file()
-
-
-_DAY = timedelta(days=1)
-
-
-# Shared by Record and Listed, so the two views of a row cannot disagree on what "expired" means.
-def _state(status: str, not_after: datetime, now: datetime | None) -> str:
-    if status == "active" and not_after <= (now or datetime.now(UTC)):
-        return "expired"
-    return status
-
-
-def _days_left(not_after: datetime, now: datetime | None) -> int:
-    return (not_after - (now or datetime.now(UTC))) // _DAY
-
-
-def openssl_serial(serial_hex: str) -> str:
-    """``5a3f`` -> ``5A3F``, ``a3f`` -> ``0A3F``: OpenSSL prints each byte of the DER integer's
-    magnitude as two uppercase digits (i2a_ASN1_INTEGER), so people can match the two outputs."""
-    text = serial_hex.upper()
-    return "0" + text if len(text) % 2 else text
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse(text: str) -> datetime:
-    # fromisoformat (C, reads the trailing Z since Python 3.11) is ~20x faster than strptime:
-    # it is most of the cost of streaming 100,000 rows through `grpcpki list`.
-    return datetime.fromisoformat(text)
 
 
 @dataclass(frozen=True)
@@ -179,53 +160,6 @@ class NewRecord:
     chain_path: Path | None = None
     key_path: Path | None = None
     status: str = "active"
-
-
-class Listed(NamedTuple):
-    """One inventory row for listing (:meth:`Inventory.iter_listing`): a :class:`Record`'s facts
-    with paths as text, in a tuple, which is cheap to build by the hundred thousand."""
-
-    name: str
-    kind: str
-    status: str
-    serial: str
-    subject: str
-    sans: tuple[str, ...]
-    issuer: str
-    not_before: datetime
-    not_after: datetime
-    fingerprint: str
-    key_type: str
-    eku: tuple[str, ...]
-    ca_generation: int | None
-    cert_path: str | None
-    chain_path: str | None
-    key_path: str | None
-    revoked_at: datetime | None
-    revocation_reason: str | None
-    created_at: datetime
-
-    @property
-    def openssl_serial(self) -> str:
-        return openssl_serial(self.serial)
-
-    def state(self, now: datetime | None = None) -> str:
-        """The status, except that an active certificate past its notAfter is "expired"."""
-        return _state(self.status, self.not_after, now)
-
-    def days_left(self, now: datetime | None = None) -> int:
-        return _days_left(self.not_after, now)
-
-    def to_dict(self) -> dict[str, object]:
-        """The keys of :meth:`Record.to_dict`, in its order."""
-        return {
-            "name": self.name, "kind": self.kind, "status": self.status, "serial": self.serial,
-            "subject": self.subject, "sans": list(self.sans), "issuer": self.issuer,
-            "not_before": self.not_before, "not_after": self.not_after, "fingerprint_sha256": self.fingerprint,
-            "key_type": self.key_type, "extended_key_usage": list(self.eku), "ca_generation": self.ca_generation,
-            "cert_path": self.cert_path, "chain_path": self.chain_path, "key_path": self.key_path,
-            "revoked_at": self.revoked_at, "revocation_reason": self.revocation_reason, "created_at": self.created_at,
-        }
 
 
 class Inventory:
@@ -515,10 +449,6 @@ class Inventory:
         for row in self._stream(stmt):
             yield self._row(row)
 
-    _LISTED = ("name", "kind", "status", "serial", "subject", "sans", "issuer", "not_before", "not_after",
-               "fingerprint", "key_type", "eku", "ca_generation", "cert_path", "chain_path", "key_path",
-               "revoked_at", "revocation_reason", "created_at")
-
     def iter_listing(
         self,
         *,
@@ -529,25 +459,14 @@ class Inventory:
     ) -> Iterator[Listed]:
         """:meth:`iter_records` as :class:`Listed` tuples: the same facts, paths as text.
 
-        What ``grpcpki list`` reads: building three ``Path`` objects and a frozen dataclass per
-        row was over half the cost of listing 100,000 certificates (bench/list.py).
+        What ``grpcpki list`` reads from PostgreSQL, or from an SQLite file that needs migrating
+        or recovering first (the embedded default is read by ``grpcpki.engine.listing`` without
+        SQLAlchemy; both convert rows with ``listed_rows``). Building three ``Path`` objects and a
+        frozen dataclass per row was over half the cost of listing 100,000 certificates.
         """
-        root = str(self.root)
-        loads, moment = _string_list, _moment
-
-        def path(value: str | None) -> str | None:
-            return None if not value else value if value.startswith("/") else f"{root}/{value}"
-
-        columns = [certificates.c[column] for column in self._LISTED]
+        columns = [certificates.c[column] for column in LISTED_COLUMNS]
         stmt = self._select(columns, kinds, statuses, None, expiring_before, None, limit)
-        for (name, kind, status, serial, subject, sans, issuer, not_before, not_after, fingerprint, key_type, eku,
-             ca_generation, cert_path, chain_path, key_path, revoked_at, reason, created_at) in self._stream(
-                stmt, snapshot=True):
-            yield Listed(
-                name, kind, status, serial, subject, loads(sans), issuer, moment(not_before), moment(not_after),
-                fingerprint, key_type, loads(eku), ca_generation, path(cert_path), path(chain_path), path(key_path),
-                moment(revoked_at) if revoked_at else None, reason, moment(created_at),
-            )
+        yield from listed_rows(self._stream(stmt, snapshot=True), self.root)
 
     def _select(
         self,
@@ -1009,23 +928,6 @@ def _first_line(exc: BaseException) -> str:
 def _signed(key: int) -> int:
     """A 64-bit key as PostgreSQL's signed bigint."""
     return key - (1 << 64) if key >= 1 << 63 else key
-
-
-def _moment(value: str | datetime) -> datetime:
-    """A stored timestamp as an aware UTC datetime: SQLite's ISO text, PostgreSQL's timestamptz."""
-    return _parse(value) if isinstance(value, str) else value
-
-
-def _string_list(text: str) -> tuple[str, ...]:
-    """A JSON list of strings as the inventory writes it (``json.dumps``), decoded ~5x faster than
-    ``json.loads`` when no string needs an escape; anything else goes to ``json.loads``."""
-    if text == "[]":
-        return ()
-    if text.startswith('["') and text.endswith('"]') and "\\" not in text:
-        items = text[2:-2].split('", "')
-        if text.count('"') == 2 * len(items):  # no quote inside an item: the split was exact
-            return tuple(items)
-    return tuple(json.loads(text))
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:
