@@ -12,6 +12,7 @@ pipe would be read), in a fresh interpreter; the figure is the best of --runs ru
 peak memory (max RSS) of that child process.
 
   bare             python: sqlite3, SELECT the columns list prints ORDER BY not_after, write rows
+                   (grpcpki list reads the same file with sqlite3 too: grpcpki/engine/listing.py)
   bare json        the same rows as one JSON array (json.dumps per row)
   list             grpcpki list            (piped: plain rows)
   list --expiring  grpcpki list --expiring 30d   vs the bare query with the same WHERE

@@ -21,7 +21,7 @@ serve in the trailers, the Go and Node interop servers in the initial metadata.
 IDENTITY_REQUEST_HEADER = "grpcpki-want-peer-identity"
 """Request metadata key (value ``1``) with which a client asks ``grpcpki serve`` for
 :data:`PEER_IDENTITY_HEADER`. ``grpcpki greet`` sends it; a client that does not gets no such
-trailer and pays nothing for it (docs/greeter.md#peer-identity-header).
+trailer and pays nothing for it (docs/greeter.md#peer-identity-header, bench/serve.py).
 """
 
 
