@@ -15,6 +15,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,16 @@ class Served:
 
     def stderr(self) -> str:
         return "".join(self._stderr)
+
+    def stderr_with(self, *fragments: str, timeout: float = TIMEOUT) -> str:
+        """stderr (whitespace folded) once it holds every fragment, or as it is after ``timeout``:
+        serve writes from grpc's threads and a pump thread collects it, so a line lags the event."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = " ".join(self.stderr().split())
+            if all(f in text for f in fragments) or time.monotonic() > deadline:
+                return text
+            time.sleep(0.02)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = TIMEOUT) -> tuple[int, str, str]:
         """Signal, wait, and return (exit code, rest of stdout, all of stderr)."""
