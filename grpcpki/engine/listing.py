@@ -35,11 +35,20 @@ from grpcpki.engine.errors import InventoryError
 
 INVENTORY_FILE = "inventory.db"
 DB_ENV = "GRPCPKI_DB"
-# The Alembic revision and PRAGMA user_version of an inventory that needs no migration: the same
-# values as schema.HEAD_REVISION and inventory.SCHEMA_VERSION, which import SQLAlchemy
-# (tests/speed/test_listing_readers.py keeps them equal).
-HEAD_REVISION = "0003"
+# PRAGMA user_version of an inventory Alembic keeps: inventory.SCHEMA_VERSION, which imports
+# SQLAlchemy (tests/speed/test_listing_readers.py keeps them equal).
 SCHEMA_VERSION = 3
+_VERSIONS = Path(__file__).with_name("migrations") / "versions"
+
+
+def head_revision() -> str:
+    """schema.HEAD_REVISION without importing SQLAlchemy: the number of the newest revision file
+    (``versions/rev_0005_...py`` holds revision "0005", as grpcpki/engine/migrations/__init__.py
+    has developers name them). Read from the files rather than copied here, so a new revision
+    can never leave the listing reading a schema it does not know."""
+    numbers = [path.name[4:8] for path in _VERSIONS.glob("rev_[0-9][0-9][0-9][0-9]_*.py")]
+    return max(numbers, default="")
+
 
 # The columns a listing reads, in Listed's order.
 LISTED_COLUMNS = ("name", "kind", "status", "serial", "subject", "sans", "issuer", "not_before", "not_after",
@@ -238,7 +247,7 @@ class SqliteListing:
             revision = connection.execute("SELECT version_num FROM alembic_version").fetchone() if has_alembic else None
         except sqlite3.Error:
             revision = None  # not an inventory, or damaged: open_inventory says which, in one line
-        if revision is None or revision[0] != HEAD_REVISION or version not in (0, SCHEMA_VERSION):
+        if revision is None or revision[0] != head_revision() or version not in (0, SCHEMA_VERSION):
             connection.close()
             return None
         return cls(connection, root)

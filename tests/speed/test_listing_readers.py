@@ -94,7 +94,7 @@ def test_the_listing_reads_the_expiry_index_without_a_sort(readers: tuple[Sqlite
 
 
 def test_schema_constants_match_the_sqlalchemy_side() -> None:
-    assert listing.HEAD_REVISION == schema.HEAD_REVISION
+    assert listing.head_revision() == schema.HEAD_REVISION
     assert listing.SCHEMA_VERSION == SCHEMA_VERSION
 
 
