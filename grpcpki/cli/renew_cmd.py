@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -396,16 +397,34 @@ def _watch(
     on one bad pass (a locked inventory, a file being restored)."""
     if force:
         raise click.UsageError("--force with --watch would reissue every certificate every INTERVAL")
-    while True:
-        try:
-            _renew_once(app, names, within=within, force=False, rekey=rekey, days=days, dry_run=dry_run,
-                        as_json=as_json, compact=True, exec_command=exec_command, quiet=quiet)
-        except GrpcpkiError as exc:
-            console.render_error(exc.message, exc.hint)
-        if not as_json and not quiet:
-            next_run = datetime.now(UTC) + interval
-            console.info(f"next check at {next_run:%Y-%m-%d %H:%M:%S} UTC")
-        time.sleep(interval.total_seconds())
+    # A sidecar is stopped by SIGTERM (Kubernetes, systemd) or ^C: the pass in hand finishes, so
+    # no renewal is cut between its files and its hook, then the loop exits 0. The handlers only
+    # record the signal, as `renew --daemon` and `serve` do; installing them also undoes a SIGINT
+    # ignored by whoever started us (an ignored disposition survives exec).
+    stop: list[str] = []
+
+    def handle_stop(signum: int, _frame: object) -> None:
+        stop.append(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, handle_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop:
+            try:
+                _renew_once(app, names, within=within, force=False, rekey=rekey, days=days, dry_run=dry_run,
+                            as_json=as_json, compact=True, exec_command=exec_command, quiet=quiet)
+            except GrpcpkiError as exc:
+                console.render_error(exc.message, exc.hint)
+            if stop:
+                break
+            if not as_json and not quiet:
+                next_run = datetime.now(UTC) + interval
+                console.info(f"next check at {next_run:%Y-%m-%d %H:%M:%S} UTC")
+            deadline = time.monotonic() + interval.total_seconds()
+            while not stop and (left := deadline - time.monotonic()) > 0:
+                time.sleep(min(left, 0.2))
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @click.command("revoke")

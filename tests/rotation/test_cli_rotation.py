@@ -135,7 +135,8 @@ def test_revoke_and_openssl_crl_check(cli: Cli, pki_dir: Path, tmp_path: Path) -
     assert again.code == 0 and "already revoked" in again.stderr
 
 
-def test_watch_runs_again_every_interval(pki_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_watch_runs_again_every_interval(pki_dir: Path, tmp_path: Path, stop: signal.Signals) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRPCPKI_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "grpcpki", "--pki", str(pki_dir), "renew", "--all", "--watch", "1s", "--json"],
@@ -146,6 +147,7 @@ def test_watch_runs_again_every_interval(pki_dir: Path, tmp_path: Path) -> None:
         lines = [json.loads(proc.stdout.readline()) for _ in range(2)]  # JSON Lines, one per pass
         assert [doc["skipped"] for doc in lines] == [2, 2]
     finally:
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         proc.wait(timeout=10)
+    assert proc.returncode == 0  # the pass in hand finished, then a clean stop
     assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
