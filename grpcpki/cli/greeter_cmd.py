@@ -501,19 +501,32 @@ def greet(
     results: list[CallResult] = []
     explain_failure = _failure_explainer(app, config)
     seq = 0
+    # ^C or SIGTERM ends a loop after the call in hand, with the summary. The handlers only record
+    # the signal: a KeyboardInterrupt raised inside grpc or the failure explainer could be lost
+    # there and leave a `--count 0` loop running.
+    stop: list[str] = []
+
+    def handle_stop(signum: int, _frame: object) -> None:
+        stop.append(signal.Signals(signum).name)
+
+    previous = {signum: signal.signal(signum, handle_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while count == 0 or seq < count:
+        while (count == 0 or seq < count) and not stop:
             seq += 1
             if seq > 1 and interval:
-                time.sleep(interval)
+                deadline = time.monotonic() + interval
+                while not stop and (left := deadline - time.monotonic()) > 0:
+                    time.sleep(min(left, 0.2))
+                if stop:
+                    break
             result = client.say_hello(to, seq=seq)
             if not result.ok:
                 result = explain_failure(result)
             results.append(result)
             _report(result, as_json=as_json, verbose=verbose, many=count != 1, tail=tail)
-    except KeyboardInterrupt:
-        pass
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         client.close()
 
     failed = sum(1 for r in results if not r.ok)
