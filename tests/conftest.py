@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+# pexpect forks this process to give grpcpki a terminal (tests/cli/test_prompts.py,
+# tests/speed/test_list.py). With grpc loaded here (xdist workers run greeter tests too), grpc's
+# fork handlers restart its event engine in the child before exec, which can print epoll errors
+# into the terminal or kill the child. Set before any test module imports grpc; subprocesses
+# inherit it, and grpcpki never forks a process that runs grpc.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
 from collections.abc import Callable
 from pathlib import Path
 
