@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import sys
-import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +15,7 @@ import click
 from grpcpki.cli import console
 from grpcpki.cli.context import App, pass_app, pki_options
 from grpcpki.cli.params import HostPortType
+from grpcpki.cli.stopping import stop_requested_by_signals
 
 if TYPE_CHECKING:
     from grpcpki.caservice.server import IssueEvent
@@ -125,15 +124,7 @@ def ca_server(
     bound = server.start()
     host = listen.rsplit(":", 1)[0]
     enroll_host = enroll_listen.rsplit(":", 1)[0] if enroll_listen else None
-    stop = threading.Event()
-    received: list[str] = []
-
-    def handle(signum: int, _frame: object) -> None:
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    stop = stop_requested_by_signals()
     if as_json:
         sys.stdout.write(json.dumps({
             "event": "listening", "mtls_address": f"{host}:{bound.mtls_port}", "mtls_port": bound.mtls_port,
@@ -146,8 +137,7 @@ def ca_server(
         line += f" and {enroll_host}:{bound.tls_port} (TLS: Enroll, GetTrustBundle, GetCRL)"
     console.success(line + f"; replica {replica}, certificates up to {max_days}d, {rate_limit} per identity")
     console.info("Ctrl-C or SIGTERM to stop")
-    while not stop.wait(0.5):
-        pass
-    console.info(f"{received[0] if received else 'signal'} received: finishing in-flight calls (up to {grace:g} s)")
+    stop.wait()
+    console.info(f"{stop.name} received: finishing in-flight calls (up to {grace:g} s)")
     server.stop(grace)
     console.success("stopped")

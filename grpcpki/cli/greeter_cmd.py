@@ -9,10 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import sys
-import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +23,7 @@ from grpcpki.cli.console import err, info, out, render_error, success, warning
 from grpcpki.cli.completion_cmd import complete_names
 from grpcpki.cli.context import App, pass_app, pki_options
 from grpcpki.cli.params import HOST_PORT, LISTEN_ADDRESS, CheckedPath, DurationType
+from grpcpki.cli.stopping import stop_on_signals, stop_requested_by_signals
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError
 
 if TYPE_CHECKING:
@@ -282,15 +280,7 @@ def serve(
     if material is not None:
         _warn_if_refused(material, role="server")
 
-    stop = threading.Event()
-    received: list[str] = []
-
-    def handle(signum: int, _frame: object) -> None:
-        received.append(signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
+    stop = stop_requested_by_signals()
 
     if as_json:
         _emit_json(
@@ -323,9 +313,8 @@ def serve(
 
     rewriter = _handshake_log_rewriter(server) if mode != "plaintext" else None
     try:
-        while not stop.wait(0.5):
-            pass
-        info(f"{received[0] if received else 'signal'} received: finishing in-flight calls (up to {grace:g} s)")
+        stop.wait()
+        info(f"{stop.name} received: finishing in-flight calls (up to {grace:g} s)")
         server.stop(grace)
     finally:
         if rewriter is not None:
@@ -501,32 +490,19 @@ def greet(
     results: list[CallResult] = []
     explain_failure = _failure_explainer(app, config)
     seq = 0
-    # ^C or SIGTERM ends a loop after the call in hand, with the summary. The handlers only record
-    # the signal: a KeyboardInterrupt raised inside grpc or the failure explainer could be lost
-    # there and leave a `--count 0` loop running.
-    stop: list[str] = []
-
-    def handle_stop(signum: int, _frame: object) -> None:
-        stop.append(signal.Signals(signum).name)
-
-    previous = {signum: signal.signal(signum, handle_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    # ^C or SIGTERM ends a loop after the call in hand, with the summary.
     try:
-        while (count == 0 or seq < count) and not stop:
-            seq += 1
-            if seq > 1 and interval:
-                deadline = time.monotonic() + interval
-                while not stop and (left := deadline - time.monotonic()) > 0:
-                    time.sleep(min(left, 0.2))
-                if stop:
+        with stop_on_signals() as stop:
+            while (count == 0 or seq < count) and not stop:
+                seq += 1
+                if seq > 1 and interval and stop.wait(interval):
                     break
-            result = client.say_hello(to, seq=seq)
-            if not result.ok:
-                result = explain_failure(result)
-            results.append(result)
-            _report(result, as_json=as_json, verbose=verbose, many=count != 1, tail=tail)
+                result = client.say_hello(to, seq=seq)
+                if not result.ok:
+                    result = explain_failure(result)
+                results.append(result)
+                _report(result, as_json=as_json, verbose=verbose, many=count != 1, tail=tail)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
         client.close()
 
     failed = sum(1 for r in results if not r.ok)

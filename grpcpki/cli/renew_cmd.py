@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +15,7 @@ from grpcpki.cli import console
 from grpcpki.cli.completion_cmd import complete_names
 from grpcpki.cli.context import App, pass_app, pki_options
 from grpcpki.cli.params import DURATION, DaysType, DurationType, HostPortType
+from grpcpki.cli.stopping import stop_on_signals
 from grpcpki.engine.errors import GrpcpkiError
 
 if TYPE_CHECKING:
@@ -398,16 +397,8 @@ def _watch(
     if force:
         raise click.UsageError("--force with --watch would reissue every certificate every INTERVAL")
     # A sidecar is stopped by SIGTERM (Kubernetes, systemd) or ^C: the pass in hand finishes, so
-    # no renewal is cut between its files and its hook, then the loop exits 0. The handlers only
-    # record the signal, as `renew --daemon` and `serve` do; installing them also undoes a SIGINT
-    # ignored by whoever started us (an ignored disposition survives exec).
-    stop: list[str] = []
-
-    def handle_stop(signum: int, _frame: object) -> None:
-        stop.append(signal.Signals(signum).name)
-
-    previous = {signum: signal.signal(signum, handle_stop) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    # no renewal is cut between its files and its hook, then the loop exits 0.
+    with stop_on_signals() as stop:
         while not stop:
             try:
                 _renew_once(app, names, within=within, force=False, rekey=rekey, days=days, dry_run=dry_run,
@@ -419,12 +410,7 @@ def _watch(
             if not as_json and not quiet:
                 next_run = datetime.now(UTC) + interval
                 console.info(f"next check at {next_run:%Y-%m-%d %H:%M:%S} UTC")
-            deadline = time.monotonic() + interval.total_seconds()
-            while not stop and (left := deadline - time.monotonic()) > 0:
-                time.sleep(min(left, 0.2))
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            stop.wait(interval.total_seconds())
 
 
 @click.command("revoke")
