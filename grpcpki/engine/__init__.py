@@ -18,8 +18,9 @@ On disk, with an inventory::
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from grpcpki._lazy import lazy_exports
 
 # Errors are cheap and needed everywhere (the CLI's error path): import them eagerly.
 from grpcpki.engine.errors import (
@@ -65,54 +66,44 @@ if TYPE_CHECKING:
 
 # Everything else is imported on first use (PEP 562), so `grpcpki --help` does not pay for
 # loading cryptography's x509 machinery.
-_LAZY: dict[str, str] = {
-    "CA": "grpcpki.engine.certs",
-    "CertInfo": "grpcpki.engine.certs",
-    "Leaf": "grpcpki.engine.certs",
-    "cert_info": "grpcpki.engine.certs",
-    "check_key_pair": "grpcpki.engine.certs",
-    "load_certificates": "grpcpki.engine.certs",
-    "Record": "grpcpki.engine.inventory",
-    "KeyType": "grpcpki.engine.keys",
-    "NameConstraints": "grpcpki.engine.names",
-    "San": "grpcpki.engine.names",
-    "parse_san": "grpcpki.engine.names",
-    "validate_dns_name": "grpcpki.engine.names",
-    "validate_spiffe_id": "grpcpki.engine.names",
-    "Inspection": "grpcpki.engine.pki",
-    "Material": "grpcpki.engine.pki",
-    "Pki": "grpcpki.engine.pki",
-    "Role": "grpcpki.engine.profiles",
-    "ChainCheck": "grpcpki.engine.verify",
-    "verify_chain": "grpcpki.engine.verify",
-    "CrlSummary": "grpcpki.engine.revocation",
-    "RevokeResult": "grpcpki.engine.revocation",
-    "is_revoked": "grpcpki.engine.revocation",
-    "revoke": "grpcpki.engine.revocation",
-    "revoked_serials": "grpcpki.engine.revocation",
-    "write_crl": "grpcpki.engine.revocation",
-    "BeginResult": "grpcpki.engine.rotation",
-    "FinishResult": "grpcpki.engine.rotation",
-    "RenewResult": "grpcpki.engine.rotation",
-    "RotationStatus": "grpcpki.engine.rotation",
-    "begin_rotation": "grpcpki.engine.rotation",
-    "finish_rotation": "grpcpki.engine.rotation",
-    "renew": "grpcpki.engine.rotation",
-    "rotation_status": "grpcpki.engine.rotation",
+_EXPORTS: dict[str, str] = {
+    "CA": "certs",
+    "CertInfo": "certs",
+    "Leaf": "certs",
+    "cert_info": "certs",
+    "check_key_pair": "certs",
+    "load_certificates": "certs",
+    "Record": "inventory",
+    "KeyType": "keys",
+    "NameConstraints": "names",
+    "San": "names",
+    "parse_san": "names",
+    "validate_dns_name": "names",
+    "validate_spiffe_id": "names",
+    "Inspection": "pki",
+    "Material": "pki",
+    "Pki": "pki",
+    "Role": "profiles",
+    "ChainCheck": "verify",
+    "verify_chain": "verify",
+    "CrlSummary": "revocation",
+    "RevokeResult": "revocation",
+    "is_revoked": "revocation",
+    "revoke": "revocation",
+    "revoked_serials": "revocation",
+    "write_crl": "revocation",
+    "BeginResult": "rotation",
+    "FinishResult": "rotation",
+    "RenewResult": "rotation",
+    "RotationStatus": "rotation",
+    "begin_rotation": "rotation",
+    "finish_rotation": "rotation",
+    "renew": "rotation",
+    "rotation_status": "rotation",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'grpcpki.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 
 __all__ = [
