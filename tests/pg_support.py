@@ -129,22 +129,8 @@ def running_postgres() -> Iterator[PostgresServer]:
         port = 0
         for attempt in range(3):
             port = _free_port()
-            # Loopback only, the socket in our own directory (not /var/run/postgresql, which
-            # may not exist or belong to the machine's cluster). fsync off: a test cluster that
-            # dies with the test run needs no durability, and syncing makes it slow.
-            options = (
-                f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off"
-            )
             try:
-                _run(
-                    _as_server_user(
-                        [str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "server.log"),
-                         "-w", "-t", str(START_TIMEOUT), "start"],
-                        owner,
-                    ),
-                    "pg_ctl start",
-                )
+                _pg_ctl_start(bindir, base, port, owner)
                 break
             except RuntimeError:
                 # Another process may have taken the port between the probe and the start.
@@ -161,6 +147,39 @@ def running_postgres() -> Iterator[PostgresServer]:
             )
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _pg_ctl_start(bindir: Path, base: Path, port: int, owner: pwd.struct_passwd | None) -> None:
+    # Loopback only, the socket in our own directory (not /var/run/postgresql, which may not
+    # exist or belong to the machine's cluster). fsync off: a test cluster that dies with the
+    # test run needs no durability, and syncing makes it slow.
+    options = (
+        f"-c listen_addresses=127.0.0.1 -p {port} -k {base} -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off"
+    )
+    _run(
+        _as_server_user(
+            [str(bindir / "pg_ctl"), "-D", str(base / "data"), "-o", options, "-l", str(base / "server.log"),
+             "-w", "-t", str(START_TIMEOUT), "start"],
+            owner,
+        ),
+        "pg_ctl start",
+    )
+
+
+@contextlib.contextmanager
+def postgres_down(server: PostgresServer) -> Iterator[None]:
+    """The running throwaway cluster stopped for the block (a database outage), then started
+    again on the same port and data, whatever the block raised: the cluster is the session's."""
+    bindir = postgres_bindir()
+    assert bindir is not None
+    owner = pwd.getpwnam("postgres") if os.geteuid() == 0 else None
+    _run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(server.base / "data"), "-m", "fast", "-w",
+                          "-t", str(START_TIMEOUT), "stop"], owner), "pg_ctl stop")
+    try:
+        yield
+    finally:
+        _pg_ctl_start(bindir, server.base, server.port, owner)
 
 
 def restart_postgres(server: PostgresServer) -> None:

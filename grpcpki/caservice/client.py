@@ -16,6 +16,8 @@ from grpcpki.caservice._proto import ca_pb2, ca_pb2_grpc
 from grpcpki.engine.errors import GrpcpkiError
 
 TIMEOUT = 30.0
+# How a replica's UNAVAILABLE begins when its database, not the replica, is down (server.py).
+DATABASE_UNREACHABLE = "the inventory's database is unreachable"
 
 
 class CaServiceError(GrpcpkiError):
@@ -69,6 +71,13 @@ def _explain(target: str, method: str, exc: grpc.RpcError) -> CaServiceError:
         return CaServiceError(f"the CA service refused {method}: {details}", None, code=name)
     if code is grpc.StatusCode.UNAVAILABLE:
         first = details.splitlines()[0] if details else "no details"
+        if first.startswith(DATABASE_UNREACHABLE):
+            # The service answered: pointing at its address would send the user the wrong way.
+            return CaServiceError(
+                f"the CA service at {target} is up but cannot reach its database: "
+                f"{first.removeprefix(DATABASE_UNREACHABLE).lstrip(': ')}",
+                "nothing was issued and no token was spent: retry once the database is back "
+                "(docs/team.md#running-several-replicas-behind-a-load-balancer)", code=name)
         hint = "check the address and that `grpcpki ca-server` runs there"
         if "certificate" in details.lower() or "handshake" in details.lower() or "ssl" in details.lower():
             hint = ("the TLS handshake failed: check --ca-bundle (the CA service's trust bundle)"

@@ -37,8 +37,9 @@ import grpc
 from sqlalchemy import exc as sa_exc
 
 from grpcpki.caservice._proto import ca_pb2, ca_pb2_grpc
+from grpcpki.caservice.client import DATABASE_UNREACHABLE
 from grpcpki.engine.enrollment import EnrollmentError, Issued, Policy, enroll, renew_presented, trust_bundle
-from grpcpki.engine.errors import GrpcpkiError, LockTimeoutError
+from grpcpki.engine.errors import DatabaseUnavailableError, GrpcpkiError, LockTimeoutError
 from grpcpki.engine.pki import Pki
 from grpcpki.engine.revocation import CrlCache
 from grpcpki.greeter.files import TlsFiles
@@ -78,7 +79,7 @@ class DatabaseUnreachable(Exception):
     """The shared inventory's database is still unreachable after reconnecting once."""
 
     def __init__(self, detail: str) -> None:
-        super().__init__(f"the inventory's database is unreachable: {detail} (check the database server; "
+        super().__init__(f"{DATABASE_UNREACHABLE}: {detail} (check the database server; "
                          "this replica reconnects on the next call)")
 
 
@@ -108,10 +109,13 @@ class CertificateAuthorityServicer(ca_pb2_grpc.CertificateAuthorityServicer):
         so the retry never issues twice."""
         try:
             return action(self._pki())
-        except _CONNECTION_LOST:
+        except (*_CONNECTION_LOST, DatabaseUnavailableError):
             self._drop_pki()
         try:
             return action(self._pki())
+        except DatabaseUnavailableError as exc:
+            # Still down when reopening: the database, not this replica, is the cause.
+            raise DatabaseUnreachable(exc.message.partition(": ")[2] or exc.message) from None
         except _CONNECTION_LOST as exc:
             self._drop_pki()
             raise DatabaseUnreachable(str(getattr(exc, "orig", exc)).strip().splitlines()[0]) from None

@@ -74,6 +74,11 @@ class InventoryError(GrpcpkiError):
     """The SQLite inventory is unreadable, from a newer grpcpki, or disagrees with the files."""
 
 
+class DatabaseUnavailableError(InventoryError):
+    """A shared inventory's database server could not be reached (refused, down, timed out):
+    nothing was read or written, and the same call may succeed once it is back."""
+
+
 class RotationError(GrpcpkiError):
     """A CA rotation step cannot run in the current phase."""
 

@@ -34,7 +34,14 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import NullPool
 
-from grpcpki.engine.errors import AlreadyExistsError, AmbiguousNameError, GrpcpkiError, InventoryError, NoCAError
+from grpcpki.engine.errors import (
+    AlreadyExistsError,
+    AmbiguousNameError,
+    DatabaseUnavailableError,
+    GrpcpkiError,
+    InventoryError,
+    NoCAError,
+)
 from grpcpki.engine.listing import (  # noqa: F401 - Listed and openssl_serial are part of this module's API
     DB_ENV,
     INVENTORY_FILE,
@@ -191,7 +198,10 @@ class Inventory:
             self._conn = self._engine.connect()
         except sa_exc.DBAPIError as exc:
             self._engine.dispose()
-            raise InventoryError(
+            # OperationalError is the driver's "could not connect" (server down, refused, timed
+            # out): typed apart so a long-running ca-server can answer UNAVAILABLE and retry.
+            unreachable = self.shared and isinstance(exc, sa_exc.OperationalError)
+            raise (DatabaseUnavailableError if unreachable else InventoryError)(
                 f"cannot open the inventory {self.location}: {_first_line(exc)}",
                 "check --db / GRPCPKI_DB and that the database server is up" if self.shared
                 else "check the PKI directory",

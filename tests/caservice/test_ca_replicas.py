@@ -29,8 +29,8 @@ from grpcpki.engine.enrollment import create_token, store_for
 from grpcpki.engine.pki import Pki
 from grpcpki.engine.revocation import revoked_serials
 from grpcpki.greeter.files import TlsFiles
-from pg_support import PostgresServer, require_psycopg
-from support import run_grpcpki
+from pg_support import PostgresServer, postgres_down, require_psycopg
+from support import assert_clean_error, run_grpcpki, tree
 
 RATE = 3  # --rate-limit of both replicas, per identity and hour
 
@@ -197,6 +197,33 @@ def test_a_revocation_anywhere_is_in_every_replicas_crl(fleet: Fleet) -> None:
     # The refused request spent nothing: a replica that can sign enrolls with the same token.
     assert client.enroll(fleet.two.enroll, token=late, csr_pem=workload.new_key_and_csr("unsigned").csr_pem,
                          kind="", ca_pem=fleet.ca_pem).name == "unsigned"
+
+
+def test_a_database_outage_is_unavailable_with_its_cause_and_spends_nothing(
+    fleet: Fleet, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """Both replicas up, their database down: each call reconnects once, then answers UNAVAILABLE
+    naming the database (not the replica's address), issues nothing and spends no token; the same
+    token enrolls once the database is back, through the same long-running replicas."""
+    token = create_token(fleet.operator_pki(), "outage", "client").secret
+    with postgres_down(postgres):
+        for service in (fleet.one, fleet.two):
+            with pytest.raises(client.CaServiceError) as refused:
+                client.enroll(service.enroll, token=token, csr_pem=workload.new_key_and_csr("outage").csr_pem,
+                              kind="", ca_pem=fleet.ca_pem)
+            assert refused.value.code == "UNAVAILABLE", refused.value.message
+            assert "is up but cannot reach its database" in refused.value.message
+            assert refused.value.hint is not None and "no token was spent" in refused.value.hint
+        # What a workload's operator sees: one line, exit 1, nothing written.
+        out = tmp_path / "outage"
+        result = run_grpcpki("enroll", "--ca-server", fleet.one.enroll, "--token", token, "--out", str(out),
+                             "--ca-bundle", str(fleet.operator / "ca.crt"), cwd=tmp_path)
+        assert_clean_error(result, "is up but cannot reach its database")
+        assert tree(out) == []
+    reply = client.enroll(fleet.two.enroll, token=token, csr_pem=workload.new_key_and_csr("outage").csr_pem, kind="",
+                          ca_pem=fleet.ca_pem)
+    assert reply.name == "outage"
+    assert fleet.one.proc.poll() is None and fleet.two.proc.poll() is None
 
 
 def test_one_replica_killed_the_other_keeps_enrolling_and_renewing(fleet: Fleet) -> None:
