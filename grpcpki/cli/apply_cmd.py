@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from grpcpki.cli import console
 from grpcpki.cli.context import App, pass_app, pki_options
 
 if TYPE_CHECKING:
-    from grpcpki.engine.manifest import Applied, Change, Plan
+    from grpcpki.engine.manifest import Applied, Change, Manifest, Plan
 
 # How many planned changes a terminal shows before the progress bar (--dry-run shows them all).
 _PLAN_PREVIEW = 15
@@ -57,11 +56,18 @@ def apply(app: App, manifest: Path, dry_run: bool, as_json: bool, quiet: bool) -
       name = "worker-{i:03}"
       count = 200
     """
-    from grpcpki.engine.manifest import create_ca, load_manifest, plan
-    from grpcpki.engine.pki import Pki
+    from grpcpki.engine.manifest import load_manifest
 
     started = time.perf_counter()
     spec = load_manifest(manifest)
+    if _nothing_to_change(app, spec, dry_run=dry_run, as_json=as_json, quiet=quiet, started=started):
+        return
+
+    # rich, cryptography and SQLAlchemy from here on: the no-op path above needs none of them.
+    from grpcpki.cli import console
+    from grpcpki.engine.manifest import create_ca, plan
+    from grpcpki.engine.pki import Pki
+
     exists = Pki.exists(app.pki_path)
     if not exists and spec.ca is None:
         from grpcpki.engine.errors import NoCAError
@@ -89,9 +95,7 @@ def apply(app: App, manifest: Path, dry_run: bool, as_json: bool, quiet: bool) -
         applied = _run(pki, the_plan.changes, interactive=interactive, as_json=as_json)
     elapsed = time.perf_counter() - started
     if as_json:
-        document = {"dry_run": False, "plan": the_plan.to_dict(), "applied": [a.to_dict() for a in applied],
-                    "seconds": round(elapsed, 3)}
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        _write_document(the_plan, [a.to_dict() for a in applied], elapsed)
         return
     if applied:
         counts = {verb: sum(1 for a in applied if a.change.action == action) for action, verb in _VERBS.items()}
@@ -99,11 +103,49 @@ def apply(app: App, manifest: Path, dry_run: bool, as_json: bool, quiet: bool) -
         console.success(f"applied {manifest}: {done}, {the_plan.unchanged:,} unchanged, in {elapsed:.1f}s")
 
 
+def _nothing_to_change(
+    app: App, spec: Manifest, *, dry_run: bool, as_json: bool, quiet: bool, started: float
+) -> bool:
+    """The no-op path (grpcpki/engine/applyplan.py): when a read-only look at the inventory finds
+    nothing to change, say so exactly as the full path would, without importing cryptography or
+    SQLAlchemy or opening the store. False: the full path plans (again, under the lock)."""
+    from grpcpki.engine.applyplan import plan_if_unchanged
+
+    the_plan = plan_if_unchanged(app.pki_path, spec)
+    if the_plan is None:
+        return False
+    app.warn_exposures()  # what app.pki() says when the full path opens the store
+    _show_plan(the_plan, app, as_json=as_json, quiet=quiet, everything=dry_run)
+    if as_json and not dry_run:
+        _write_document(the_plan, [], time.perf_counter() - started)
+    return True
+
+
+def _write_document(the_plan: Plan, applied: list[dict[str, object]], elapsed: float) -> None:
+    document = {"dry_run": False, "plan": the_plan.to_dict(), "applied": applied, "seconds": round(elapsed, 3)}
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
+def _status(message: str) -> None:
+    """console.info without importing rich where it would print the same bytes: text with no
+    control characters (rich drops some of those), which the console neither styles nor wraps."""
+    if message.isprintable():
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+        return
+    from grpcpki.cli import console
+
+    console.info(message)
+
+
 def _show_plan(
     the_plan: Plan, app: App, *, as_json: bool, quiet: bool, everything: bool, interactive: bool = False
 ) -> None:
-    for note in the_plan.notes:
-        console.warning(note)
+    if the_plan.notes:
+        from grpcpki.cli import console
+
+        for note in the_plan.notes:
+            console.warning(note)
     if as_json:
         if everything:
             sys.stdout.write(json.dumps({"dry_run": True, "plan": the_plan.to_dict()}, indent=2) + "\n")
@@ -111,11 +153,13 @@ def _show_plan(
     changes = the_plan.changes
     if not changes and not the_plan.create_ca:
         if not quiet:
-            console.info(
+            _status(
                 f"nothing to change: {the_plan.unchanged:,} services in {the_plan.manifest.path} are up to date"
                 + _unmanaged(the_plan)
             )
         return
+    from grpcpki.cli import console
+
     summary = (
         f"plan for {app.pki_path} from {the_plan.manifest.path}: "
         + (("create the CA, " if the_plan.create_ca else "")
@@ -154,6 +198,7 @@ def _plan_line(change: Change) -> str:
 
 
 def _run(pki: object, changes: Sequence[Change], *, interactive: bool, as_json: bool) -> list[Applied]:
+    from grpcpki.cli import console
     from grpcpki.engine.manifest import apply_plan as run_plan
     from grpcpki.engine.pki import Pki
 

@@ -85,7 +85,7 @@ class App:
         pki = Pki.open(
             self.pki_path, passphrase=self.passphrase, lock=self.lock_options(), token_login=self.token_login()
         )
-        self._warn_exposures()
+        self.warn_exposures()
         if pki.inventory.shared:
             # Another directory on the shared inventory may have signed a newer CRL (a revoke
             # there): `serve` and peers read this directory's crl.pem (docs/team.md).
@@ -94,13 +94,12 @@ class App:
             sync_crl_file(pki)
         return pki
 
-    def _warn_exposures(self) -> None:
+    def warn_exposures(self) -> None:
         """Say (once, on stderr) when the CA keys are less protected than docs/security.md promises,
         with the command that fixes it: a readable key or key folder, or a weak KDF."""
         if self._exposures_checked:
             return
         self._exposures_checked = True
-        from grpcpki.cli import console
         from grpcpki.engine.protection import check_ca_protection
 
         ctx = click.get_current_context(silent=True)
@@ -108,6 +107,8 @@ class App:
         for exposure in check_ca_protection(self.pki_path):
             if reencrypting and "ca reencrypt" in exposure.fix:
                 continue
+            from grpcpki.cli import console  # rich only when there is something to say
+
             console.warning(f"{exposure.problem}; fix: {exposure.fix}")
 
     def token_login(self) -> TokenLogin:

@@ -23,7 +23,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from grpcpki.engine import profiles
 from grpcpki.engine.errors import (
     CannotSignError,
-    InvalidNameError,
     KeyMismatchError,
     PemError,
     ValidityError,
@@ -40,7 +39,8 @@ from grpcpki.engine.keys import (
     public_key_bytes,
     signature_hash,
 )
-from grpcpki.engine.names import NameConstraints, San, dedupe, looks_like_host, parse_san, validate_common_name
+# leaf_sans lives in names.py (no cryptography: the manifest parser uses it); imported here for CA.issue and callers.
+from grpcpki.engine.names import NameConstraints, San, leaf_sans, validate_common_name
 from grpcpki.engine.profiles import Role
 from grpcpki.engine.storage import read_file
 
@@ -588,56 +588,6 @@ class CA:
             f"the {what} would be valid until {requested:%Y-%m-%d}, past the CA's expiry on {ca_end:%Y-%m-%d}",
             f"use --days {days_left} or less, or rotate the CA with `grpcpki ca rotate begin`",
         )
-
-
-def leaf_sans(name: str, sans: Iterable[str | San] = (), *, name_as_san: bool = True) -> tuple[San, ...]:
-    """The SANs a leaf called NAME gets, validated; InvalidNameError if it would have none.
-
-    A NAME that is a hostname or IP becomes a SAN too; ``localhost`` also gets 127.0.0.1 and
-    ::1, because gRPC checks IP targets only against IP SANs (docs/failures.md#hostname-mismatch). Needs no key,
-    so it can run before an encrypted CA is unlocked.
-    """
-    if not name or len(name) > _MAX_COMMON_NAME:
-        raise InvalidNameError(
-            f"certificate name must be 1 to {_MAX_COMMON_NAME} characters, got {len(name)}",
-            "use a short name; put long identities in --uri/--spiffe-id",
-        )
-    parsed = [s if isinstance(s, San) else parse_san(s) for s in sans]
-    if name_as_san:
-        host = looks_like_host(name)
-        if host is not None:
-            parsed.insert(0, host)
-            if host == San("dns", "localhost"):
-                parsed += [San("ip", "127.0.0.1"), San("ip", "::1")]
-    final_sans = dedupe(parsed)
-    _check_svid(final_sans)
-    if not final_sans:
-        # Go (since 1.15) ignores the CommonName, and cryptography's verifier requires a SAN:
-        # a certificate without one is useless to half the gRPC world.
-        raise InvalidNameError(
-            f"{name!r} is not a hostname, so the certificate would have no SAN",
-            "add one with --dns, --ip, --uri or --spiffe-id",
-        )
-    return final_sans
-
-
-def _check_svid(sans: Sequence[San]) -> None:
-    """A leaf with a SPIFFE ID is an X509-SVID: exactly one URI SAN (X509-SVID section 2) and a
-    non-root path (section 3.1). grpcio drops ``peer_spiffe_id`` for either (docs/spiffe.md)."""
-    uris = [s for s in sans if s.kind == "uri"]
-    spiffe = [s for s in uris if s.is_spiffe]
-    if spiffe and len(uris) > 1:
-        raise InvalidNameError(
-            f"a certificate with a SPIFFE ID carries exactly one URI SAN (X509-SVID section 2); got {len(uris)}: "
-            + ", ".join(s.value for s in uris),
-            "issue one certificate per SPIFFE ID",
-        )
-    for san in spiffe:
-        if not san.value[len("spiffe://") :].partition("/")[2]:
-            raise InvalidNameError(
-                f"{san.value} has no path; a leaf's SPIFFE ID needs one (X509-SVID section 3.1)",
-                f"name the workload, e.g. {san.value.rstrip('/')}/ns/default/sa/web",
-            )
 
 
 def _name(common_name: str, org: str | None) -> x509.Name:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import os
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -16,28 +15,13 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 from grpcpki.engine.errors import PassphraseError, PemError
+# KeyType lives in a module of its own, free of cryptography, so that reading a manifest
+# (grpcpki apply's no-op path) does not import it; it is re-exported here.
+from grpcpki.engine.keytypes import KeyType
 from grpcpki.engine.pem import split_pem
 
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 PublicKey: TypeAlias = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
-
-
-class KeyType(enum.StrEnum):
-    """Key algorithms a certificate can carry. ECDSA P-256 is the default: every gRPC stack
-    (BoringSSL, Go, Java, grpc-js/OpenSSL) handles it, and it is fast to generate and sign."""
-
-    ECDSA_P256 = "ecdsa-p256"
-    ECDSA_P384 = "ecdsa-p384"
-    RSA_2048 = "rsa-2048"
-    RSA_3072 = "rsa-3072"
-    RSA_4096 = "rsa-4096"
-    # Ed25519: Go and BoringSSL accept it in TLS 1.3, but Java's default providers and some
-    # grpc-js/OpenSSL builds do not; offered for homogeneous fleets, never the default.
-    ED25519 = "ed25519"
-
-    @property
-    def is_rsa(self) -> bool:
-        return self.value.startswith("rsa")
 
 
 def generate_key(key_type: KeyType) -> PrivateKey:

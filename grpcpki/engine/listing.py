@@ -218,6 +218,35 @@ def _where(
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
+def open_current_inventory(pki_dir: Path | str) -> sqlite3.Connection | None:
+    """A read-only connection to the PKI's embedded inventory when reading it directly gives
+    exactly what ``open_inventory`` would (see the module), else None. Shared by ``list`` and
+    ``apply``'s no-op path (grpcpki/engine/applyplan.py)."""
+    root = Path(pki_dir)
+    db_path = root / INVENTORY_FILE
+    if os.environ.get(DB_ENV) or not db_path.is_file() or not (root / "ca.crt").is_file():
+        return None
+    journal = root / ".journal"
+    if journal.is_dir() and any(journal.iterdir()):
+        return None  # a writer was killed mid-change: open_inventory applies the recovery rule
+    try:
+        connection = connect_readonly(db_path)
+    except sqlite3.Error:
+        return None
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        has_alembic = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+        ).fetchone()
+        revision = connection.execute("SELECT version_num FROM alembic_version").fetchone() if has_alembic else None
+    except sqlite3.Error:
+        revision = None  # not an inventory, or damaged: open_inventory says which, in one line
+    if revision is None or revision[0] != head_revision() or version not in (0, SCHEMA_VERSION):
+        connection.close()
+        return None
+    return connection
+
+
 class SqliteListing:
     """A read-only reader of an up-to-date embedded inventory; see the module's docstring."""
 
@@ -228,29 +257,8 @@ class SqliteListing:
     @classmethod
     def open(cls, pki_dir: Path | str) -> SqliteListing | None:
         """The reader, or None when ``open_inventory`` must take this PKI (see the module)."""
-        root = Path(pki_dir)
-        db_path = root / INVENTORY_FILE
-        if os.environ.get(DB_ENV) or not db_path.is_file() or not (root / "ca.crt").is_file():
-            return None
-        journal = root / ".journal"
-        if journal.is_dir() and any(journal.iterdir()):
-            return None  # a writer was killed mid-change: open_inventory applies the recovery rule
-        try:
-            connection = connect_readonly(db_path)
-        except sqlite3.Error:
-            return None
-        try:
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            has_alembic = connection.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
-            ).fetchone()
-            revision = connection.execute("SELECT version_num FROM alembic_version").fetchone() if has_alembic else None
-        except sqlite3.Error:
-            revision = None  # not an inventory, or damaged: open_inventory says which, in one line
-        if revision is None or revision[0] != head_revision() or version not in (0, SCHEMA_VERSION):
-            connection.close()
-            return None
-        return cls(connection, root)
+        connection = open_current_inventory(pki_dir)
+        return None if connection is None else cls(connection, Path(pki_dir))
 
     def iter_listing(
         self,
@@ -317,6 +325,7 @@ __all__ = [
     "SqliteListing",
     "connect_readonly",
     "listed_rows",
+    "open_current_inventory",
     "open_listing",
     "openssl_serial",
 ]

@@ -17,26 +17,33 @@ Errors name the file, the line and the key, like ``grpcpki.toml:12: [[service]] 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import string
 import tomllib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+# Reading a manifest and planning import neither cryptography nor SQLAlchemy (every module below
+# is free of both): `grpcpki apply` with nothing to change never needs them
+# (grpcpki/engine/applyplan.py, tests/speed/test_startup.py).
 from grpcpki.engine import profiles
 from grpcpki.engine.durations import parse_duration
 from grpcpki.engine.errors import GrpcpkiError
-from grpcpki.engine.inventory import Record
-from grpcpki.engine.keys import KeyType
-from grpcpki.engine.names import San
+from grpcpki.engine.keytypes import KeyType
+from grpcpki.engine.names import San, leaf_sans, parse_san, validate_cert_name, validate_spiffe_id
 from grpcpki.engine.profiles import Role
+from grpcpki.engine.renewal_rules import due_reason
 
 if TYPE_CHECKING:
+    # concurrent.futures pulls in multiprocessing (~20 ms): imported where RSA keys are made.
+    from concurrent.futures import ProcessPoolExecutor
+
+    from grpcpki.engine.inventory import Record
     from grpcpki.engine.pki import Pki
 
 MANIFEST_FILE = "grpcpki.toml"
@@ -328,10 +335,6 @@ class _Reader:
             yield self._service(merged | values, name, number, index, {"row": number})
 
     def _service(self, values: dict[str, Any], name: str, number: int, index: int, extra: dict[str, int]) -> ServiceSpec:
-        from grpcpki.engine.certs import leaf_sans
-        from grpcpki.engine.names import parse_san, validate_spiffe_id
-        from grpcpki.engine.pki import validate_cert_name
-
         where = self.at.where("service", index) + (f" row {extra['row']}" if extra else "") + f" ({name})"
 
         def at(key: str) -> str:
@@ -360,7 +363,13 @@ class _Reader:
                 try:
                     if key == "spiffe_id":
                         value = validate_spiffe_id(value)
-                    sans.append(parse_san(prefix + value))
+                    if key == "spiffe_id" and value == value.strip():
+                        # What parse_san("uri:" + value) returns once validate_spiffe_id passed (its
+                        # URI check runs validate_spiffe_id again), without a second look at each
+                        # character: a third of the parse of a SPIFFE manifest (issue 10).
+                        sans.append(San("uri", value))
+                    else:
+                        sans.append(parse_san(prefix + value))
                 except GrpcpkiError as exc:
                     raise ManifestError(f"{at(key)}: {exc.message}", exc.hint) from None
         name_as_san = self._bool(values, "name_as_san", "service", index, True)
@@ -381,8 +390,10 @@ class _Reader:
 
     # -- scalar checks
     def _format(self, template: str, context: dict[str, object], table: str, index: int, key: str) -> str:
+        if "{" not in template and "}" not in template:
+            return template  # nothing to fill in: what str.format would return
         fields = _fields(template, strict=False)
-        if fields is None or not fields <= set(context):
+        if fields is None or not fields <= context.keys():
             raise self.fail(f"{template!r}: only {{name}} and {{i}} can be filled in", table, index, key)
         try:
             return template.format(**context)
@@ -429,21 +440,23 @@ class _Reader:
             ) from None
 
 
-def _fields(template: str, *, strict: bool = True) -> set[str] | None:
+@functools.lru_cache(maxsize=256)
+def _fields(template: str, *, strict: bool = True) -> frozenset[str] | None:
     """The placeholders of a str.format template; None if one is more than a plain name
-    (``{name.attr}`` or ``{i[0]}`` could reach into Python objects)."""
+    (``{name.attr}`` or ``{i[0]}`` could reach into Python objects). Cached: a pattern's
+    templates are the same for each of its thousands of services."""
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError:
-        return None if not strict else {"<invalid>"}
+        return None if not strict else frozenset({"<invalid>"})
     names = set()
     for _literal, field_name, _spec, _conversion in parsed:
         if field_name is None:
             continue
         if not field_name.isidentifier():
-            return None if not strict else {field_name}
+            return None if not strict else frozenset({field_name})
         names.add(field_name)
-    return names
+    return frozenset(names)
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -493,18 +506,65 @@ class Plan:
         }
 
 
+class LeafFacts(Protocol):
+    """What planning reads of an active leaf: an inventory ``Record`` (the full plan, under the
+    lock), or a plain row read with the standard library (applyplan.py, the no-op path)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def sans(self) -> tuple[str, ...]: ...
+    @property
+    def eku(self) -> tuple[str, ...]: ...
+    @property
+    def key_type(self) -> str: ...
+    @property
+    def ca_generation(self) -> int | None: ...
+    @property
+    def not_before(self) -> datetime: ...
+    @property
+    def not_after(self) -> datetime: ...
+
+
+class RootFacts(Protocol):
+    """What the [ca] check reads of the current CA's root row."""
+
+    @property
+    def subject(self) -> str: ...
+    @property
+    def key_type(self) -> str: ...
+
+
+Leaf = TypeVar("Leaf", bound=LeafFacts)
+
+
 def plan(pki: Pki | None, manifest: Manifest, *, now: datetime | None = None) -> Plan:
     """Compare the manifest with the inventory (``pki`` None: no CA yet, everything is created)."""
-    from grpcpki.engine.rotation import renewal_due
-
-    moment = now or datetime.now(UTC)
     if pki is None:
         return Plan(manifest, tuple(Change("create", spec, "new") for spec in manifest.services), 0, 0, create_ca=True)
-    # By (kind, name): a server and a client may share a name (issue 11).
-    current = {(r.kind, r.name): r for r in pki.inventory.iter_records(kinds=("server", "client"))}
-    wanted = {(spec.role.value, spec.name) for spec in manifest.services}
     generation = pki.generation
-    changes: list[Change] = []
+    decisions, unchanged, unmanaged = decide(
+        manifest, pki.inventory.iter_records(kinds=("server", "client")), generation, now=now
+    )
+    changes = tuple(Change(action, spec, reason, record) for action, spec, reason, record in decisions)
+    root = next((r for r in pki.inventory.iter_records(kinds=("root",)) if r.ca_generation == generation), None)
+    return Plan(manifest, changes, unchanged, unmanaged, notes=tuple(ca_notes(manifest, root)))
+
+
+def decide(
+    manifest: Manifest, leaves: Iterable[Leaf], generation: int, *, now: datetime | None = None
+) -> tuple[list[tuple[str, ServiceSpec, str, Leaf | None]], int, int]:
+    """The plan's verdict over the active leaves (in any order): the changes (action, service,
+    reason, the leaf it renews or reissues), how many services are unchanged, and how many active
+    leaves the manifest does not name (left alone). The one algorithm that both the full plan
+    and the no-op path (applyplan.py) run."""
+    moment = now or datetime.now(UTC)
+    # By (kind, name): a server and a client may share a name (issue 11).
+    current = {(r.kind, r.name): r for r in leaves}
+    wanted = {(spec.role.value, spec.name) for spec in manifest.services}
+    changes: list[tuple[str, ServiceSpec, str, Leaf | None]] = []
     unchanged = 0
     for spec in manifest.services:
         kind = spec.role.value
@@ -515,21 +575,21 @@ def plan(pki: Pki | None, manifest: Manifest, *, now: datetime | None = None) ->
             # server -> client"), not a second certificate beside it.
             record = current.pop(other)
         if record is None:
-            changes.append(Change("create", spec, "new"))
+            changes.append(("create", spec, "new", None))
             continue
         drift = drift_reasons(spec, record)
         if drift:
-            changes.append(Change("reissue", spec, "; ".join(drift), record))
+            changes.append(("reissue", spec, "; ".join(drift), record))
             continue
-        due, reason = renewal_due(record, current_generation=generation, within=manifest.renew_within, now=moment)
-        if due:
-            changes.append(Change("renew", spec, reason, record))
+        reason = due_reason(record, current_generation=generation, within=manifest.renew_within, now=moment)
+        if reason is not None:
+            changes.append(("renew", spec, reason, record))
         else:
             unchanged += 1
-    return Plan(manifest, tuple(changes), unchanged, len(current), notes=tuple(_ca_notes(pki, manifest)))
+    return changes, unchanged, len(current)
 
 
-def drift_reasons(spec: ServiceSpec, record: Record) -> list[str]:
+def drift_reasons(spec: ServiceSpec, record: LeafFacts) -> list[str]:
     """How an active certificate differs from what the manifest asks for (empty: it does not)."""
     reasons = []
     if record.kind != spec.role.value:
@@ -547,21 +607,22 @@ def drift_reasons(spec: ServiceSpec, record: Record) -> list[str]:
     return reasons
 
 
-def _ca_notes(pki: Pki, manifest: Manifest) -> Iterator[str]:
+def ca_notes(manifest: Manifest, root: RootFacts | None) -> Iterator[str]:
     """A CA that differs from [ca] is reported, never replaced: that is a rotation, with its own
-    overlap phase (`grpcpki ca rotate`), or every issued certificate would stop working at once."""
-    if manifest.ca is None:
+    overlap phase (`grpcpki ca rotate`), or every issued certificate would stop working at once.
+    ``root``: the current generation's active root, the first in expiry order, as the inventory
+    records it (no certificate is parsed)."""
+    if manifest.ca is None or root is None:
         return
-    roots = [r for r in pki.inventory.iter_records(kinds=("root",)) if r.ca_generation == pki.generation]
     # startswith: a rotated CA's name carries a generation suffix (" G2").
-    if roots and not roots[0].subject.startswith(f"CN={manifest.ca.name}"):
+    if not root.subject.startswith(f"CN={manifest.ca.name}"):
         yield (
-            f"the CA is {roots[0].subject!r}, the manifest's [ca] says name = {manifest.ca.name!r}: apply does not "
+            f"the CA is {root.subject!r}, the manifest's [ca] says name = {manifest.ca.name!r}: apply does not "
             "replace a CA (that is `grpcpki ca rotate begin`)"
         )
-    if roots and roots[0].key_type != manifest.ca.key_type.value:
+    if root.key_type != manifest.ca.key_type.value:
         yield (
-            f"the CA key is {roots[0].key_type}, the manifest's [ca] says {manifest.ca.key_type.value}: apply does "
+            f"the CA key is {root.key_type}, the manifest's [ca] says {manifest.ca.key_type.value}: apply does "
             "not replace a CA (that is `grpcpki ca rotate begin`)"
         )
 
@@ -657,6 +718,8 @@ class _KeyPool:
         if len(rsa) < _RSA_PARALLEL_MIN or workers < 2:
             return {}
         if self._pool is None:
+            from concurrent.futures import ProcessPoolExecutor
+
             self._pool = ProcessPoolExecutor(max_workers=workers)
         pems = self._pool.map(_rsa_key_pem, [s.key_type.value for s in rsa], chunksize=4)
         return {(spec.role.value, spec.name): pem for spec, pem in zip(rsa, pems, strict=True)}
@@ -679,7 +742,9 @@ __all__ = [
     "Plan",
     "ServiceSpec",
     "apply_plan",
+    "ca_notes",
     "create_ca",
+    "decide",
     "drift_reasons",
     "load_manifest",
     "parse_manifest",

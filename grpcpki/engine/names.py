@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -371,6 +371,70 @@ def dedupe(sans: Iterable[San]) -> tuple[San, ...]:
         seen.setdefault(san, None)
     order = {"dns": 0, "ip": 1, "uri": 2}
     return tuple(sorted(seen, key=lambda s: order[s.kind]))
+
+
+# What a certificate's name may hold: it becomes a folder under certs/ (pki.py).
+_SAFE_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_@")
+
+
+def validate_cert_name(name: str) -> str:
+    """Names become directory names under certs/: refuse anything that could escape it."""
+    if not name or name in (".", "..") or not set(name) <= _SAFE_NAME_CHARS or len(name) > 64:
+        raise InvalidNameError(
+            f"invalid certificate name {name!r}",
+            "use 1-64 letters, digits, '.', '-', '_' or '@' (put other identities in --uri/--dns)",
+        )
+    return name
+
+
+def leaf_sans(name: str, sans: Iterable[str | San] = (), *, name_as_san: bool = True) -> tuple[San, ...]:
+    """The SANs a leaf called NAME gets, validated; InvalidNameError if it would have none.
+
+    A NAME that is a hostname or IP becomes a SAN too; ``localhost`` also gets 127.0.0.1 and
+    ::1, because gRPC checks IP targets only against IP SANs (docs/failures.md#hostname-mismatch). Needs no key,
+    so it can run before an encrypted CA is unlocked.
+    """
+    if not name or len(name) > MAX_COMMON_NAME:
+        raise InvalidNameError(
+            f"certificate name must be 1 to {MAX_COMMON_NAME} characters, got {len(name)}",
+            "use a short name; put long identities in --uri/--spiffe-id",
+        )
+    parsed = [s if isinstance(s, San) else parse_san(s) for s in sans]
+    if name_as_san:
+        host = looks_like_host(name)
+        if host is not None:
+            parsed.insert(0, host)
+            if host == San("dns", "localhost"):
+                parsed += [San("ip", "127.0.0.1"), San("ip", "::1")]
+    final_sans = dedupe(parsed)
+    check_svid(final_sans)
+    if not final_sans:
+        # Go (since 1.15) ignores the CommonName, and cryptography's verifier requires a SAN:
+        # a certificate without one is useless to half the gRPC world.
+        raise InvalidNameError(
+            f"{name!r} is not a hostname, so the certificate would have no SAN",
+            "add one with --dns, --ip, --uri or --spiffe-id",
+        )
+    return final_sans
+
+
+def check_svid(sans: Sequence[San]) -> None:
+    """A leaf with a SPIFFE ID is an X509-SVID: exactly one URI SAN (X509-SVID section 2) and a
+    non-root path (section 3.1). grpcio drops ``peer_spiffe_id`` for either (docs/spiffe.md)."""
+    uris = [s for s in sans if s.kind == "uri"]
+    spiffe = [s for s in uris if s.is_spiffe]
+    if spiffe and len(uris) > 1:
+        raise InvalidNameError(
+            f"a certificate with a SPIFFE ID carries exactly one URI SAN (X509-SVID section 2); got {len(uris)}: "
+            + ", ".join(s.value for s in uris),
+            "issue one certificate per SPIFFE ID",
+        )
+    for san in spiffe:
+        if not san.value[len("spiffe://") :].partition("/")[2]:
+            raise InvalidNameError(
+                f"{san.value} has no path; a leaf's SPIFFE ID needs one (X509-SVID section 3.1)",
+                f"name the workload, e.g. {san.value.rstrip('/')}/ns/default/sa/web",
+            )
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ from grpcpki.engine.keys import (
     load_private_key,
     public_key_bytes,
 )
-from grpcpki.engine.names import NameConstraints, San
+from grpcpki.engine.names import NameConstraints, San, validate_cert_name
 from grpcpki.engine.profiles import Role
 from grpcpki.engine.storage import (
     PRIVATE_FILE_MODE,
@@ -87,7 +87,6 @@ LockWaitCallback = Callable[[LockHolder], None]
 TRUST_BUNDLE = "ca.crt"
 INVENTORY = "inventory.db"
 CRL = "crl.pem"
-_SAFE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_@")
 
 
 @dataclass(frozen=True)
@@ -160,16 +159,6 @@ def split_kind(name: str, kind: str | None = None) -> tuple[str | None, str]:
                                    f"use {kind}/{rest}")
         return prefix, rest
     return kind, name
-
-
-def validate_cert_name(name: str) -> str:
-    """Names become directory names under certs/: refuse anything that could escape it."""
-    if not name or name in (".", "..") or not set(name) <= _SAFE_NAME_CHARS or len(name) > 64:
-        raise InvalidNameError(
-            f"invalid certificate name {name!r}",
-            "use 1-64 letters, digits, '.', '-', '_' or '@' (put other identities in --uri/--dns)",
-        )
-    return name
 
 
 class Pki:

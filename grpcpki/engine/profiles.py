@@ -9,8 +9,6 @@ import enum
 from dataclasses import dataclass
 from datetime import timedelta
 
-from cryptography.x509.oid import ExtendedKeyUsageOID
-
 
 class Role(enum.StrEnum):
     """What a leaf certificate is for."""
@@ -78,6 +76,10 @@ def leaf_eku_oids(role: Role, *, also_client: bool = False, also_server: bool = 
     """The EKU OIDs of a leaf. ``svid``: it carries a SPIFFE ID, so it is an X509-SVID, whose
     extendedKeyUsage "when included, fields id-kp-serverAuth and id-kp-clientAuth MUST be set"
     (X509-SVID section 4.4), whatever its role here (docs/spiffe.md)."""
+    # Imported here: Role and the defaults above are read by the manifest parser, whose no-op
+    # `grpcpki apply` path must not load cryptography.x509 (~20 ms, issue 10).
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
     profile = LEAF_PROFILES[role]
     oids = []
     if profile.server_auth or also_server or svid:

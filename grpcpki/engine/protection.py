@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grpcpki.engine.errors import GrpcpkiError, PassphraseError
-from grpcpki.engine.keys import KDF_ITERATIONS, is_encrypted_pem, key_protection, load_private_key, private_key_pem
 from grpcpki.engine.storage import PRIVATE_FILE_MODE, read_file
 
 if TYPE_CHECKING:
@@ -64,9 +63,17 @@ def check_ca_protection(pki_path: Path | str) -> list[Exposure]:
             found.append(Exposure(key, f"the CA key {key} is readable by group or others ({mode:04o})",
                                   f"chmod 600 {shlex.quote(str(key))}"))
         try:
-            protection = key_protection(read_file(key, "CA key", limit=1 << 20))
+            pem = read_file(key, "CA key", limit=1 << 20)
         except GrpcpkiError:
             continue
+        if b"ENCRYPTED" not in pem:
+            # Both encrypted forms say so in their PEM (the "ENCRYPTED PRIVATE KEY" label, the legacy
+            # "Proc-Type: 4,ENCRYPTED" header): a plain key has no KDF to judge, and skipping the
+            # parse keeps cryptography out of commands that only read (apply's no-op path, issue 10).
+            continue
+        from grpcpki.engine.keys import KDF_ITERATIONS, key_protection
+
+        protection = key_protection(pem)
         if protection.encrypted and not protection.strong:
             weak.append(key)
             found.append(Exposure(
@@ -94,6 +101,8 @@ def reencrypt_ca_keys(pki: Pki, *, force: bool = False) -> list[Reencrypted]:
     Keys without encryption are left alone: encrypting them is `init-ca --encrypt`'s decision,
     and an unencrypted key may be read by automation that has no passphrase.
     """
+    from grpcpki.engine.keys import is_encrypted_pem, key_protection, load_private_key, private_key_pem
+
     results: list[Reencrypted] = []
     with pki.transaction() as tx:
         for path in ca_key_paths(pki.path):

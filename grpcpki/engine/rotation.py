@@ -39,6 +39,9 @@ from grpcpki.engine.inventory import NewRecord, Record
 from grpcpki.engine.keys import KeyType, PrivateKey, is_encrypted_pem, public_key_bytes
 from grpcpki.engine.pki import KEY_URI_SUFFIX, Pki, ca_key_entry, destroy_token_keys, generate_token_keys
 from grpcpki.engine.profiles import Role
+# The renewal rule lives on its own, free of cryptography and SQLAlchemy: `grpcpki apply`'s
+# no-op path applies it to plain inventory rows (grpcpki/engine/applyplan.py).
+from grpcpki.engine.renewal_rules import renew_after, renewal_due
 from grpcpki.engine.revocation import CrlSummary, crl_path, refresh_crl_if_due, write_crl
 from grpcpki.engine.storage import PUBLIC_FILE_MODE, read_file
 
@@ -46,9 +49,6 @@ ROTATION_META = "rotation"
 IDLE, PREPARING, OVERLAP, FINISHING = "idle", "preparing", "overlap", "finishing"
 FULL, INTERMEDIATE_ONLY = "full", "intermediate-only"
 LEAF_KINDS = ("server", "client")
-# Renew once two thirds of the lifetime has passed, as certbot and cert-manager do: a third
-# of the lifetime (30 days for the 90-day default) is left to retry a failed renewal.
-RENEW_AFTER_FRACTION = 2 / 3
 _GENERATION_SUFFIX = re.compile(r"\s+G\d+$")
 _GENERATION_LABEL = re.compile(r"-g\d+(-\d+)?$")
 _MAX_COMMON_NAME = 64  # RFC 5280 ub-common-name
@@ -85,28 +85,6 @@ class RenewResult:
             "new_serial": self.new_serial,
             "not_after": self.not_after,
         }
-
-
-def renewal_due(
-    record: Record, *, current_generation: int, within: timedelta | None = None, now: datetime | None = None
-) -> tuple[bool, str]:
-    """Is ``record`` due for renewal, and why (or why not)."""
-    moment = now or datetime.now(UTC)
-    generation = record.ca_generation or 1
-    if generation != current_generation:
-        return True, f"issued by CA generation {generation}, still chains to the old CA (current: {current_generation})"
-    if record.not_after <= moment:
-        return True, f"expired on {record.not_after:%Y-%m-%d %H:%M} UTC"
-    if within is not None and record.not_after - moment <= within:
-        return True, f"expires within {_days(within)} ({record.not_after:%Y-%m-%d})"
-    renew_at = renew_after(record)
-    if moment >= renew_at:
-        return True, f"past two thirds of its lifetime (since {renew_at:%Y-%m-%d})"
-    return False, f"not due: valid until {record.not_after:%Y-%m-%d}, renews after {renew_at:%Y-%m-%d}"
-
-
-def renew_after(record: Record) -> datetime:
-    return record.not_before + (record.not_after - record.not_before) * RENEW_AFTER_FRACTION
 
 
 def plan_renewals(
@@ -294,12 +272,6 @@ def _key_type(name: str) -> KeyType:
         return KeyType(name)
     except ValueError:
         return KeyType.ECDSA_P256  # a key type grpcpki would not generate: renew to the default
-
-
-def _days(delta: timedelta) -> str:
-    if delta % timedelta(days=1):
-        return f"{delta.total_seconds() / 3600:g}h"
-    return f"{delta.days}d"
 
 
 # == CA rotation: state ==========================================================================

@@ -57,6 +57,22 @@ def test_list_imports_neither_cryptography_nor_grpc_nor_sqlalchemy(tmp_path: Pat
         assert not {m for m in modules if m.startswith(("cryptography", "sqlalchemy", "alembic"))}, args
 
 
+def test_a_no_op_apply_imports_neither_cryptography_nor_sqlalchemy_nor_rich(tmp_path: Path) -> None:
+    """A second `apply` with nothing to change plans from the inventory read through sqlite3
+    (grpcpki.engine.applyplan): issue 10 wants it at a fifth of the first run, most of which was
+    these imports. A change to make takes the full path, which imports them."""
+    (tmp_path / "grpcpki.toml").write_text('[ca]\nname = "Fast CA"\n[[service]]\nname = "w{i}"\ncount = 2\n')
+    pki = ["--pki", str(tmp_path / "pki")]
+    assert run_grpcpki(*pki, "apply", cwd=tmp_path).code == 0
+    for args in (["apply"], ["apply", "--json"], ["apply", "--dry-run"], ["apply", "-q"]):
+        modules = imported_modules(*pki, *args, cwd=tmp_path)
+        assert heavy(modules) == set(), args
+        assert not {m for m in modules if m.startswith(("cryptography", "sqlalchemy", "alembic", "rich"))}, args
+    (tmp_path / "grpcpki.toml").write_text('[ca]\nname = "Fast CA"\n[[service]]\nname = "w{i}"\ncount = 3\n')
+    modules = imported_modules(*pki, "apply", "--dry-run", cwd=tmp_path)
+    assert "sqlalchemy" in modules  # something to do: the full plan, under the store's rules
+
+
 @pytest.mark.parametrize("name", sorted(LAZY_COMMANDS))
 def test_short_help_table_matches_the_command(name: str) -> None:
     command = cli.get_command(click.Context(cli), name)
