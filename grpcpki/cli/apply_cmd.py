@@ -26,9 +26,12 @@ _VERBS = {"create": "created", "renew": "renewed", "reissue": "reissued"}
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan and what was done as one JSON document (stdout).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing when nothing changes (cron); errors still go to stderr.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None, metavar="N",
+              help="Sign and write big batches (128 certificates or more) in N worker processes "
+              "[default: one per CPU]; 1 keeps all the work in this process. Example: --jobs 1.")
 @pki_options
 @pass_app
-def apply(app: App, manifest: Path, dry_run: bool, as_json: bool, quiet: bool) -> None:
+def apply(app: App, manifest: Path, dry_run: bool, as_json: bool, quiet: bool, jobs: int | None = None) -> None:
     """Make the PKI match a manifest of services (default: ./grpcpki.toml).
 
     Creates what is missing, renews what is due, reissues what drifted (names, kind, usages
@@ -42,6 +45,7 @@ def apply(app: App, manifest: Path, dry_run: bool, as_json: bool, quiet: bool) -
       grpcpki apply services.toml --dry-run
       grpcpki apply --json | jq .plan
       grpcpki apply -q                    # cron: silent unless something changed
+      grpcpki apply --jobs 4              # sign in 4 worker processes
 
     \b
     A manifest:
@@ -92,7 +96,7 @@ def apply(app: App, manifest: Path, dry_run: bool, as_json: bool, quiet: bool) -
         the_plan = plan(pki, spec)
         interactive = console.err().is_terminal and not as_json
         _show_plan(the_plan, app, as_json=as_json, quiet=quiet, everything=False, interactive=interactive)
-        applied = _run(pki, the_plan.changes, interactive=interactive, as_json=as_json)
+        applied = _run(pki, the_plan.changes, interactive=interactive, as_json=as_json, jobs=jobs)
     elapsed = time.perf_counter() - started
     if as_json:
         _write_document(the_plan, [a.to_dict() for a in applied], elapsed)
@@ -197,7 +201,9 @@ def _plan_line(change: Change) -> str:
     return f"{change.action} {spec.role.value} {spec.name}: {change.reason}"
 
 
-def _run(pki: object, changes: Sequence[Change], *, interactive: bool, as_json: bool) -> list[Applied]:
+def _run(
+    pki: object, changes: Sequence[Change], *, interactive: bool, as_json: bool, jobs: int | None = None
+) -> list[Applied]:
     from grpcpki.cli import console
     from grpcpki.engine.manifest import apply_plan as run_plan
     from grpcpki.engine.pki import Pki
@@ -222,8 +228,16 @@ def _run(pki: object, changes: Sequence[Change], *, interactive: bool, as_json: 
     if interactive:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+        from grpcpki.cli.progress import refresh_now
+
+        # auto_refresh=False: no rich thread, so signing workers may be forked (cli/progress.py).
         with Progress(TextColumn("applying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=console.err(), transient=True) as progress:
+                      console=console.err(), transient=True, auto_refresh=False) as progress:
             task = progress.add_task("applying", total=len(changes))
-            return run_plan(pki, changes, on_signed=lambda _change: progress.advance(task), on_batch=report)
-    return run_plan(pki, changes, on_batch=report)
+
+            def advance(_change: Change) -> None:
+                progress.advance(task)
+                refresh_now(progress)
+
+            return run_plan(pki, changes, on_signed=advance, on_batch=report, jobs=jobs)
+    return run_plan(pki, changes, on_batch=report, jobs=jobs)

@@ -15,6 +15,7 @@ from grpcpki.cli import console
 from grpcpki.cli.completion_cmd import complete_names
 from grpcpki.cli.context import App, pass_app, pki_options
 from grpcpki.cli.params import DURATION, DaysType, DurationType, HostPortType
+from grpcpki.cli.progress import refresh_now
 from grpcpki.cli.stopping import stop_on_signals
 from grpcpki.engine.errors import GrpcpkiError
 
@@ -84,6 +85,9 @@ _REASONS = ("unspecified", "keyCompromise", "superseded", "cessationOfOperation"
 )
 @click.option("--quiet", "-q", is_flag=True,
               help="Print nothing when nothing is due (renewals, failures and --json output still show).")
+@click.option("--jobs", "-j", type=click.IntRange(1, 256), default=None, metavar="N",
+              help="Sign and write a big pass (128 certificates or more) in N worker processes "
+              "[default: one per CPU]; 1 keeps all the work in this process. Example: --jobs 1.")
 @click.option("--daemon", is_flag=True,
               help="Workload mode: keep --dir's certificate (from `grpcpki enroll`) fresh against --ca-server, "
               "at about two thirds of its lifetime, and pick up CA rotations.")
@@ -107,6 +111,7 @@ def renew(
     watch: timedelta | None,
     exec_command: str | None,
     quiet: bool,
+    jobs: int | None = None,
     daemon: bool = False,
     ca_server: str | None = None,
     workload_dir: Path | None = None,
@@ -127,6 +132,7 @@ def renew(
       grpcpki renew --all --within 30d --dry-run --json
       grpcpki renew --all --watch 1h      # sidecar loop
       grpcpki renew --all --quiet --exec 'systemctl reload envoy' --exec-timeout 1m
+      grpcpki renew --all --force --jobs 4  # sign a big pass in 4 worker processes
       grpcpki renew --all --exec 'grpcpki export "$GRPCPKI_NAME" --format k8s | kubectl apply -f -'
       grpcpki renew --daemon --ca-server ca.internal:9443 --dir /etc/web/tls --exec 'pkill -HUP envoy'
     Exit status: 0 when every due certificate was renewed (or none was due) and every --exec
@@ -143,12 +149,12 @@ def renew(
         raise click.BadParameter("is empty: give the command to run after each renewal", param_hint="--exec")
     if watch is None:
         ok = _renew_once(app, names, within=within, force=force, rekey=rekey, days=days, dry_run=dry_run,
-                         as_json=as_json, exec_command=exec_command, quiet=quiet)
+                         as_json=as_json, exec_command=exec_command, quiet=quiet, jobs=jobs)
         if not ok:
             sys.exit(1)
         return
     _watch(app, names, watch, within=within, force=force, rekey=rekey, days=days, dry_run=dry_run, as_json=as_json,
-           exec_command=exec_command, quiet=quiet)
+           exec_command=exec_command, quiet=quiet, jobs=jobs)
 
 
 def _daemon(
@@ -175,6 +181,7 @@ def _daemon(
 def _renew_once(
     app: App, names: Sequence[str], *, within: timedelta | None, force: bool, rekey: bool, days: int | None,
     dry_run: bool, as_json: bool, compact: bool = False, exec_command: str | None = None, quiet: bool = False,
+    jobs: int | None = None,
 ) -> bool:
     """One pass; True if nothing failed (renewals and --exec hooks)."""
     from grpcpki.engine.rotation import renew as renew_engine
@@ -196,17 +203,20 @@ def _renew_once(
         if not as_json and due >= _PROGRESS_THRESHOLD and console.err().is_terminal:
             from rich.progress import Progress
 
-            progress = Progress(console=console.err(), transient=True)
+            # Refreshed from advance(), not by rich's own thread: worker processes are forked only
+            # while no other thread runs (engine/workers.py).
+            progress = Progress(console=console.err(), transient=True, auto_refresh=False)
             progress.start()
             task = progress.add_task("renewing", total=due)
 
     def advance(result: RenewResult) -> None:
         if progress is not None and task is not None and result.action != "skipped":
             progress.advance(task)
+            refresh_now(progress)
 
     try:
         results = renew_engine(pki, names, within=within, force=force, rekey=rekey, days=days, dry_run=dry_run,
-                               on_plan=planned, on_result=advance)
+                               on_plan=planned, on_result=advance, jobs=jobs)
     finally:
         if progress is not None:
             progress.stop()
@@ -391,6 +401,7 @@ def _report(results: Sequence[RenewResult], *, dry_run: bool, quiet: bool = Fals
 def _watch(
     app: App, names: Sequence[str], interval: timedelta, *, within: timedelta | None, force: bool, rekey: bool,
     days: int | None, dry_run: bool, as_json: bool, exec_command: str | None = None, quiet: bool = False,
+    jobs: int | None = None,
 ) -> None:
     """Renew, sleep, repeat. Errors are reported and retried next round: a sidecar must not die
     on one bad pass (a locked inventory, a file being restored)."""
@@ -402,7 +413,7 @@ def _watch(
         while not stop:
             try:
                 _renew_once(app, names, within=within, force=False, rekey=rekey, days=days, dry_run=dry_run,
-                            as_json=as_json, compact=True, exec_command=exec_command, quiet=quiet)
+                            as_json=as_json, compact=True, exec_command=exec_command, quiet=quiet, jobs=jobs)
             except GrpcpkiError as exc:
                 console.render_error(exc.message, exc.hint)
             if stop:

@@ -33,6 +33,16 @@ a hidden sibling directory and swaps it in with one ``renameat2(RENAME_EXCHANGE)
 journal in the old PKI, and a marker in the new one's inventory, say on which side of the swap
 a crash happened (:func:`recover_replace`).
 
+**Staging by worker processes** (``--jobs``, :mod:`.workers`). A big batch may have its new
+files signed and written to their temp names by forked workers. The journal is written first,
+listing every temp name the workers (and the main process) will write (:meth:`StoreTransaction.
+write_journal_now`, with :meth:`StoreTransaction.deferred_write` for a file whose bytes a worker
+makes), so the recovery rule above still covers every file: a temp name that was never written
+(its certificate failed, or a worker was killed) is simply missing, which both roll forward and
+roll back already treat as nothing to do. The main process alone holds the lock, writes the
+journal, rows and marker, syncs, commits and renames; the workers die with it (a SIGKILL of the
+main process kills them too), and it waits for them all before the commit point or an abort.
+
 ``GRPCPKI_TEST_CRASH_AT=N`` (tests only) SIGKILLs the process at the Nth step of this
 protocol, so tests reach every crash point deterministically (tests/store/).
 """
@@ -155,6 +165,11 @@ class _Op:
     mode: int = 0o644
     source: Path | None = None
     entry: list[str | None] | None = field(default=None, repr=False)
+    # Written to its temp name by someone else (a worker process: deferred_write), or never:
+    # listed in the journal, never staged by prepare().
+    deferred: bool = False
+    staged: bool = False
+    new_folder: bool = False
 
 
 def new_txn_id() -> str:
@@ -185,6 +200,9 @@ class StoreTransaction:
         # (op, index): op appended (index -1), or op removed from that index; item() replays it backwards.
         self._undo: list[tuple[_Op, int]] = []
         self._prefix = str(root) + os.sep
+        self._items_open = 0
+        self._journal_stale = False  # ops changed since write_journal_now: prepare() journals again
+        self._umask: int | None = None
 
     # -- collecting -------------------------------------------------------------------------------
     def write(self, path: Path | str, data: bytes, mode: int) -> None:
@@ -197,6 +215,54 @@ class StoreTransaction:
     def remove(self, path: Path | str) -> None:
         self._add(_Op("remove", os.fspath(path)))
 
+    def deferred_write(self, path: Path | str, mode: int, *, link: bool = False, new_folder: bool = False) -> str:
+        """A new file (``link``: an archive link) that someone else makes at the returned temp
+        name, after :meth:`write_journal_now`: a worker process (engine/workers.py). A temp name
+        never written is harmless (the module docstring). ``new_folder``: its folder may be
+        missing, so write_journal_now makes it (a renewal's is there: no mkdir per certificate)."""
+        op = _Op("link" if link else "write", os.fspath(path), mode=mode, deferred=True, new_folder=new_folder)
+        self._add(op)
+        assert op.temp is not None
+        return op.temp
+
+    def final_of(self, temp: str) -> str:
+        """The final path of a temp name this transaction handed out."""
+        folder, name = os.path.split(temp)
+        return f"{folder}{os.sep}{name[1:-len(f'.{self.id}{TEMP_SUFFIX}')]}"
+
+    def write_journal_now(self) -> None:
+        """Step 1 ahead of time, for a batch whose files others will stage: write the journal
+        (every op so far, deferred ones included), make the folders of deferred writes, and stage
+        this process's own writes and links. prepare() later journals again only if ops were added."""
+        assert self._journal is None and not self._items_open, "the journal is written once, outside item()"
+        self._umask = _current_umask()
+        self._journal = write_journal(self.root, self.id, {
+            "kind": "files", "marker": self.marker, "ops": [self._op_json(o) for o in self._ops]})
+        self._journal_stale = False
+        folders: set[str] = set()
+        for op in self._ops:
+            if op.temp is None:
+                continue
+            folder = os.path.dirname(op.temp)
+            if op.deferred:
+                # The folders of new names; archive links make theirs (archive/NAME/SERIAL).
+                if op.new_folder and folder not in folders:
+                    _ensure_dir_of(folder, self._umask)
+                    folders.add(folder)
+                continue
+            self._stage(op, sync=False, umask=self._umask)
+            folders.add(folder)
+
+    def _stage(self, op: _Op, *, sync: bool, umask: int | None) -> None:
+        assert op.temp is not None
+        if op.kind == "write":
+            assert op.data is not None
+            _write_new(op.temp, op.data, op.mode, sync=sync, umask=umask)
+        else:
+            assert op.source is not None
+            _link_or_copy(op.source, op.temp, sync=sync)
+        op.staged = True
+
     def pending(self, path: Path) -> bytes | None:
         """The content this transaction will write to ``path``, if any (read-your-writes)."""
         op = self._finals.get(os.fspath(path))
@@ -207,6 +273,8 @@ class StoreTransaction:
         return not self._ops
 
     def _add(self, op: _Op) -> None:
+        if self._journal is not None:
+            self._journal_stale = True
         if op.kind != "remove":
             folder, name = os.path.split(op.final)
             op.temp = f"{folder}{os.sep}.{name}.{self.id}{TEMP_SUFFIX}"
@@ -228,11 +296,15 @@ class StoreTransaction:
         name = f"item{self._savepoints}"
         mark = len(self._undo)
         self.inventory.execute(f"SAVEPOINT {name}")
+        self._items_open += 1
         try:
             yield
         except BaseException:
+            self._items_open -= 1
             self.inventory.execute(f"ROLLBACK TO {name}")
             self.inventory.execute(f"RELEASE {name}")
+            if self._journal is not None:
+                self._journal_stale = True
             # Undo the item's file changes newest first, so each step finds the list as it left it.
             for op, index in reversed(self._undo[mark:]):
                 if index < 0:
@@ -243,6 +315,7 @@ class StoreTransaction:
                     self._finals[op.final] = op
             del self._undo[mark:]
             raise
+        self._items_open -= 1
         self.inventory.execute(f"RELEASE {name}")
 
     # -- committing (called by run_transaction) ------------------------------------------------------
@@ -250,15 +323,26 @@ class StoreTransaction:
         """Steps 1-2: journal, then every temp file, durable. Runs inside the SQLite transaction."""
         if not self._ops:
             return
-        self._journal = write_journal(self.root, self.id, {
-            "kind": "files", "marker": self.marker, "ops": [self._op_json(o) for o in self._ops]})
-        small = len(self._ops) <= _SMALL_CHANGE
+        early = self._journal is not None
+        if not early or self._journal_stale:
+            # The journal lists every temp name before it is written: written now, or again with
+            # what was added since write_journal_now (a superset, replacing the old one atomically).
+            self._journal = write_journal(self.root, self.id, {
+                "kind": "files", "marker": self.marker, "ops": [self._op_json(o) for o in self._ops]})
+            self._journal_stale = False
+        small = len(self._ops) <= _SMALL_CHANGE and not early
         # Folders as text: hashing and splitting Path objects showed in a batch of 10,000.
         directories: set[str] = set()
         umask = _current_umask()
         for op in self._ops:
             if op.temp is None:
                 continue
+            if early:
+                # Staged already (write_journal_now), by a worker, or never (a failed item): only
+                # the folders need syncing.
+                if op.deferred or op.staged:
+                    directories.add(os.path.dirname(op.temp))
+                    continue
             if _crash_at is not None:
                 crash_point(f"stage {os.path.basename(op.final)}")
             folder = os.path.dirname(op.temp)
@@ -268,12 +352,7 @@ class StoreTransaction:
                 # it too (a scan per folder was a tenth of `renew --all` at 10,000): such leftovers
                 # only come from grpcpki before the journal, and `doctor --store --repair` removes them.
                 _sweep(Path(folder))
-            if op.kind == "write":
-                assert op.data is not None
-                _write_new(op.temp, op.data, op.mode, sync=small, umask=umask)
-            else:
-                assert op.source is not None
-                _link_or_copy(op.source, op.temp, sync=small)
+            self._stage(op, sync=small, umask=umask)
             directories.add(folder)
         crash_point("sync staged files")
         _make_durable(self.root, directories, small)
@@ -484,6 +563,26 @@ def finish_two_rename_swap(path: Path) -> None:
             if (candidate / "inventory.db").is_file() and (candidate / "ca.crt").is_file():
                 os.replace(candidate, path)
                 return
+
+
+# -- staging from worker processes (engine/workers.py) ----------------------------------------------
+def current_umask() -> int | None:
+    return _current_umask()
+
+
+def stage_file(temp: str, data: bytes, mode: int, umask: int | None) -> None:
+    """Write a deferred_write's temp file (``O_EXCL``, exactly ``mode`` from its first byte)."""
+    _write_new(temp, data, mode, sync=False, umask=umask)
+
+
+def stage_folder(temp: str, umask: int | None) -> None:
+    """Make the folder of a deferred file (a renewal's archive/NAME/SERIAL) if it is missing."""
+    _ensure_dir_of(os.path.dirname(temp), umask)
+
+
+def stage_link(source: Path, temp: str) -> None:
+    """Make a deferred archive link (``deferred_write(..., link=True)``) in an existing folder."""
+    _link_or_copy(source, temp, sync=False)
 
 
 # -- small file helpers --------------------------------------------------------------------------------

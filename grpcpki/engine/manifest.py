@@ -659,12 +659,15 @@ def apply_plan(
     batch_size: int = BATCH_SIZE,
     on_signed: Callable[[Change], None] | None = None,
     on_batch: Callable[[Sequence[Applied]], None] | None = None,
+    jobs: int | None = None,
 ) -> list[Applied]:
     """Make the changes, ``batch_size`` per store transaction (all of a batch, or none of it).
 
     ``on_signed`` is told as each certificate is made (for a progress bar), ``on_batch`` once a
     batch is committed (only what is on disk is reported as done). A failing batch raises;
-    the batches before it stay applied, and the next run plans only what is left.
+    the batches before it stay applied, and the next run plans only what is left. ``jobs``:
+    worker processes that sign and stage a big batch (engine/workers.py; None: one per CPU,
+    1: all in this process).
     """
     done: list[Applied] = []
     if not changes:
@@ -673,8 +676,15 @@ def apply_plan(
     with _KeyPool() as keys:
         for start in range(0, len(changes), batch_size):
             batch = changes[start:start + batch_size]
+            workers = pki.pool_workers(len(batch), jobs) if keys.idle else 0
+            if workers:
+                applied = _apply_pooled(pki, batch, workers=workers, now=now, on_signed=on_signed)
+                done += applied
+                if on_batch is not None:
+                    on_batch(applied)
+                continue
             key_pems = keys.generate(batch)
-            applied: list[Applied] = []
+            applied = []
             with pki.transaction():
                 ca = pki.signing_ca()
                 leaves = []
@@ -698,11 +708,39 @@ def apply_plan(
     return done
 
 
+def _apply_pooled(
+    pki: Pki, batch: Sequence[Change], *, workers: int, now: datetime | None,
+    on_signed: Callable[[Change], None] | None,
+) -> list[Applied]:
+    """One batch signed and staged by forked workers (Pki.store_pooled): keys of every type
+    are made there, so _KeyPool is not needed."""
+    from grpcpki.engine.pki import LeafRequest
+
+    requests = [
+        LeafRequest(change.spec.role, change.spec.name, change.spec.sans, change.spec.days, change.spec.key_type,
+                    also_client=change.spec.also_client, also_server=change.spec.also_server, name_as_san=False)
+        for change in batch
+    ]
+    with pki.transaction():
+        # What a change replaces is checked again under the lock: if another command revoked or
+        # reissued it since the plan, store_pooled refuses the batch, saying so.
+        records = pki.store_pooled(
+            requests, [change.record for change in batch], workers=workers, now=now,
+            on_signed=None if on_signed is None else lambda index, _info: on_signed(batch[index]),
+        )
+    return [Applied(change, record) for change, record in zip(batch, records, strict=True) if record]
+
+
 class _KeyPool:
     """RSA keys for a batch from worker processes; other key types are made by ``CA.issue``."""
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def idle(self) -> bool:
+        """No executor started: its threads would keep Pki.store_pooled from forking."""
+        return self._pool is None
 
     def __enter__(self) -> _KeyPool:
         return self

@@ -37,7 +37,14 @@ from grpcpki.engine.certs import CA, CertInfo, Leaf, cert_file_info, cert_info, 
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError, PassphraseError, RotationError
 from grpcpki.engine.inventory import NewRecord, Record
 from grpcpki.engine.keys import KeyType, PrivateKey, is_encrypted_pem, public_key_bytes
-from grpcpki.engine.pki import KEY_URI_SUFFIX, Pki, ca_key_entry, destroy_token_keys, generate_token_keys
+from grpcpki.engine.pki import (
+    KEY_URI_SUFFIX,
+    LeafRequest,
+    Pki,
+    ca_key_entry,
+    destroy_token_keys,
+    generate_token_keys,
+)
 from grpcpki.engine.profiles import Role
 # The renewal rule lives on its own, free of cryptography and SQLAlchemy: `grpcpki apply`'s
 # no-op path applies it to plain inventory rows (grpcpki/engine/applyplan.py).
@@ -187,8 +194,12 @@ def renew(
     now: datetime | None = None,
     on_result: Callable[[RenewResult], None] | None = None,
     on_plan: Callable[[int], None] | None = None,
+    jobs: int | None = None,
 ) -> list[RenewResult]:
     """Renew every due leaf (or those named). One certificate's failure does not stop the others.
+
+    ``jobs``: worker processes that sign and stage a big pass (engine/workers.py; None: one per
+    CPU, 1: all in this process). New keys only: ``rekey=False`` reads each old key here.
 
     Errors that would fail every certificate (wrong passphrase, expired CA) are raised before
     anything is written. The renewals that succeed land together, in one store transaction:
@@ -199,12 +210,12 @@ def renew(
     if dry_run:
         # A dry run writes nothing, so it neither takes the lock nor waits for it.
         return _renew_all(pki, names, within=within, force=force, rekey=rekey, dry_run=True, days=days, now=now,
-                          on_result=on_result, on_plan=on_plan)
+                          on_result=on_result, on_plan=on_plan, jobs=jobs)
     # One store transaction for the whole pass: planned under the lock (a certificate revoked a
     # moment ago is not renewed back to life), one journal, one sync, one commit.
     with pki.transaction():
         results = _renew_all(pki, names, within=within, force=force, rekey=rekey, dry_run=False, days=days,
-                             now=now, on_result=on_result, on_plan=on_plan)
+                             now=now, on_result=on_result, on_plan=on_plan, jobs=jobs)
         refresh_crl_if_due(pki, now=now)
     return results
 
@@ -212,14 +223,17 @@ def renew(
 def _renew_all(
     pki: Pki, names: Sequence[str], *, within: timedelta | None, force: bool, rekey: bool, dry_run: bool,
     days: int | None, now: datetime | None, on_result: Callable[[RenewResult], None] | None,
-    on_plan: Callable[[int], None] | None = None,
+    on_plan: Callable[[int], None] | None = None, jobs: int | None = None,
 ) -> list[RenewResult]:
     decisions = plan_renewals(pki, names, within=within, force=force, now=now)
     due = sum(1 for d in decisions if d.due)
-    if on_plan is not None:
-        on_plan(due)
     # Unlocked and checked once, up front (and not looked up again per certificate).
     ca = pki.signing_ca() if not dry_run and due else None
+    workers = pki.pool_workers(due, jobs) if ca is not None and rekey else 0
+    if on_plan is not None:
+        on_plan(due)
+    if workers:
+        return _renew_pooled(pki, decisions, workers=workers, days=days, now=now, on_result=on_result)
     results: list[RenewResult] = []
     # Signed one by one (a certificate that cannot be signed fails alone), stored together:
     # one batch of files in the journal and three statements for all the rows (Pki.store_leaves).
@@ -258,6 +272,60 @@ def _renew_all(
             else:
                 results[index] = RenewResult(old.name, old.kind, "renewed", old.reason, old.old_serial, new.serial,
                                              new.not_after, new)
+    return results
+
+
+def _renew_pooled(
+    pki: Pki, decisions: Sequence[RenewDecision], *, workers: int, days: int | None, now: datetime | None,
+    on_result: Callable[[RenewResult], None] | None,
+) -> list[RenewResult]:
+    """_renew_all's signing and staging in worker processes (Pki.store_pooled): same results."""
+    results: list[RenewResult] = []
+    requests: list[LeafRequest] = []
+    olds: list[Record] = []
+    positions: list[int] = []  # requests[i] is results[positions[i]]
+    for decision in decisions:
+        record = decision.record
+        if decision.due:
+            role = Role(record.kind)
+            positions.append(len(results))
+            olds.append(record)
+            requests.append(LeafRequest(
+                role, record.name, record.sans, days or lifetime_days(record), _key_type(record.key_type),
+                also_client=role is Role.SERVER and "clientAuth" in record.eku,
+                also_server=role is Role.CLIENT and "serverAuth" in record.eku,
+                # The stored SANs already include NAME where it was one (renewal_leaf).
+                name_as_san=False,
+            ))
+            results.append(RenewResult(record.name, record.kind, "renewed", decision.reason, record.serial, None,
+                                       record.not_after))
+        else:
+            result = RenewResult(record.name, record.kind, "skipped", decision.reason, record.serial, None,
+                                 record.not_after)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+
+    def failed(index: int, error: GrpcpkiError) -> None:
+        old = results[positions[index]]
+        results[positions[index]] = RenewResult(old.name, old.kind, "failed", str(error), old.old_serial, None,
+                                                old.not_after)
+        if on_result is not None:
+            on_result(results[positions[index]])
+
+    def signed(index: int, info: CertInfo) -> None:
+        if on_result is not None:
+            old = results[positions[index]]
+            # Provisional until stored (what renew returns is the truth): for progress bars.
+            on_result(RenewResult(old.name, old.kind, "renewed", old.reason, old.old_serial, info.serial_hex,
+                                  info.not_after))
+
+    stored = pki.store_pooled(requests, olds, workers=workers, now=now, on_refused=failed, on_signed=signed)
+    for index, new in enumerate(stored):
+        if new is not None:
+            old = results[positions[index]]
+            results[positions[index]] = RenewResult(old.name, old.kind, "renewed", old.reason, old.old_serial,
+                                                    new.serial, new.not_after, new)
     return results
 
 
