@@ -67,6 +67,8 @@ _DEFAULT_KEYS = {
 _CA_KEYS = {"name", "org", "key_type", "days", "intermediate", "encrypt"}
 _ROW_COLUMNS = {"name", "kind", "dns", "ip", "uri", "spiffe_id", "days", "key_type"}
 _TEMPLATED = ("dns", "ip", "uri", "spiffe_id")
+_KEY_TYPES = {k.value: k for k in KeyType}
+_ROLES = {r.value: r for r in Role}
 
 
 class ManifestError(GrpcpkiError):
@@ -379,7 +381,7 @@ class _Reader:
             raise ManifestError(f"{where}: {exc.message}", (exc.hint or "").replace("--", "") or None) from None
         return ServiceSpec(
             name=name,
-            role=Role(kind),
+            role=_ROLES[kind],
             sans=final,
             days=self._days(values.get("days", profiles.DEFAULT_LEAF_DAYS), "service", index),
             key_type=self._key_type(values.get("key_type", KeyType.ECDSA_P256.value), "service", index),
@@ -432,6 +434,9 @@ class _Reader:
             raise self.fail(exc.message, name, index, key, exc.hint) from None
 
     def _key_type(self, value: object, name: str, index: int) -> KeyType:
+        known = _KEY_TYPES.get(value) if isinstance(value, str) else None
+        if known is not None:
+            return known  # KeyType(value) without the enum's call machinery, once per service
         try:
             return KeyType(str(value))
         except ValueError:

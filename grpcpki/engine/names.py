@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-import idna
-
 from grpcpki.engine.errors import InvalidNameError, NameConstraintError
 
 SanKind = Literal["dns", "ip", "uri"]
@@ -79,6 +77,8 @@ def validate_dns_name(name: str, *, allow_wildcard: bool = True) -> str:
         if not label:
             raise InvalidNameError(f"DNS name {original!r} has an empty label", "remove the doubled dot")
         if not label.isascii():
+            import idna  # internationalised names only: most manifests never need it
+
             try:
                 label = idna.encode(label, uts46=True).decode("ascii")
             except idna.IDNAError as exc:
@@ -115,6 +115,8 @@ def _check_a_label(label: str, original: str) -> None:
     """An ``xn--`` label must be a real A-label: Punycode that decodes to a valid U-label and
     encodes back to itself (RFC 5890 2.3.2.1, RFC 5891 5.4). ``xn--zz`` is neither, and peers
     that check IDNA (browsers, Go's idna package) would refuse the name."""
+    import idna
+
     try:
         unicode_label = idna.decode(label)
         valid = idna.encode(unicode_label).decode("ascii") == label
@@ -125,6 +127,13 @@ def _check_a_label(label: str, original: str) -> None:
             f"DNS name {original!r} has the label {label!r}, which is not a valid IDNA A-label",
             "write the internationalised name itself, such as bücher.example, and grpcpki encodes it",
         )
+
+
+def _cannot_be_ip(text: str) -> bool:
+    """No ':' (so not IPv6) and a character IPv4 never has: text ipaddress would refuse, told
+    without its two exceptions (parse_san tries each bare NAME of a manifest as an IP first)."""
+    stripped = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    return ":" not in stripped and bool(stripped.strip("0123456789."))
 
 
 def validate_ip(text: str) -> str:
@@ -349,10 +358,11 @@ def parse_san(text: str) -> San:
         return San("uri", validate_uri(rest))
     if "://" in text:
         return San("uri", validate_uri(text))
-    try:
-        return San("ip", validate_ip(text))
-    except InvalidNameError:
-        pass
+    if not _cannot_be_ip(text):
+        try:
+            return San("ip", validate_ip(text))
+        except InvalidNameError:
+            pass
     return San("dns", validate_dns_name(text))
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grpcpki.engine.errors import GrpcpkiError, PassphraseError
-from grpcpki.engine.storage import PRIVATE_FILE_MODE, read_file
 
 if TYPE_CHECKING:
     from grpcpki.engine.pki import Pki
@@ -43,6 +42,9 @@ def ca_key_paths(pki_path: Path) -> list[Path]:
 
 def check_ca_protection(pki_path: Path | str) -> list[Exposure]:
     """Modes and KDF of the CA keys (docs/security.md, "Secrets at rest"), as fixable findings."""
+    # storage (tempfile, shutil) only once there is a key to read: every command runs this check.
+    from grpcpki.engine.storage import read_file
+
     root = Path(pki_path)
     found: list[Exposure] = []
     mode = _mode(root)
@@ -102,6 +104,7 @@ def reencrypt_ca_keys(pki: Pki, *, force: bool = False) -> list[Reencrypted]:
     and an unencrypted key may be read by automation that has no passphrase.
     """
     from grpcpki.engine.keys import is_encrypted_pem, key_protection, load_private_key, private_key_pem
+    from grpcpki.engine.storage import PRIVATE_FILE_MODE, read_file
 
     results: list[Reencrypted] = []
     with pki.transaction() as tx:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from grpcpki.engine.errors import GrpcpkiError, NotFoundError
@@ -54,6 +53,8 @@ def ensure_dir(path: Path, mode: int = PRIVATE_DIR_MODE, *, exact: bool = False)
 
 def _stage(path: Path, data: bytes, mode: int) -> Path:
     """Write ``data`` to a synced temp file beside ``path`` (same filesystem, so a rename is atomic)."""
+    import tempfile  # here: commands that only read files (apply with nothing to change) skip it
+
     ensure_dir(path.parent, PRIVATE_DIR_MODE if mode == PRIVATE_FILE_MODE else 0o755)
     try:
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

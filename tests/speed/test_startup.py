@@ -71,6 +71,21 @@ def test_a_no_op_apply_imports_neither_cryptography_nor_sqlalchemy_nor_rich(tmp_
     (tmp_path / "grpcpki.toml").write_text('[ca]\nname = "Fast CA"\n[[service]]\nname = "w{i}"\ncount = 3\n')
     modules = imported_modules(*pki, "apply", "--dry-run", cwd=tmp_path)
     assert "sqlalchemy" in modules  # something to do: the full plan, under the store's rules
+    # ... on the embedded SQLite inventory, without SQLAlchemy's PostgreSQL dialect (~25 ms).
+    assert not {m for m in modules if m.startswith(("sqlalchemy.dialects.postgresql", "psycopg"))}
+
+
+def test_the_schema_gives_postgresql_its_partial_index_on_demand() -> None:
+    """schema.py leaves PostgreSQL's WHERE out at import (it would load the dialect);
+    postgresql_options(), which the Alembic environment calls, puts it back."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.schema import CreateIndex
+
+    from grpcpki.engine import schema
+
+    schema.postgresql_options()
+    ddl = str(CreateIndex(schema.one_active_leaf_per_kind).compile(dialect=postgresql.dialect()))
+    assert ddl.endswith("(name, kind) WHERE status = 'active' AND kind IN ('server', 'client')"), ddl
 
 
 @pytest.mark.parametrize("name", sorted(LAZY_COMMANDS))

@@ -6,7 +6,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from grpcpki.engine.schema import metadata
+from grpcpki.engine.schema import metadata, postgresql_options
+
+postgresql_options()  # the PostgreSQL half of the metadata (schema.py says why it is not there at import)
 
 config = context.config
 connection = config.attributes.get("connection")
