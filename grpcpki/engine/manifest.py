@@ -167,6 +167,7 @@ class _Locator:
         self.path = path
         self.headers: dict[tuple[str, int], int] = {}
         self.keys: dict[tuple[str, int, str], int] = {}
+        self._where: dict[tuple[str, int, str | None], str] = {}
         counts: dict[str, int] = {}
         current = ("", 0)
         for number, line in enumerate(text.splitlines(), start=1):
@@ -183,6 +184,13 @@ class _Locator:
                 self.keys.setdefault((*current, match.group(1).strip('"')), number)
 
     def where(self, table: str, index: int = 0, key: str | None = None) -> str:
+        # Asked once per service: a pattern's thousands of services share their entry's answer.
+        cached = self._where.get((table, index, key))
+        if cached is None:
+            cached = self._where[table, index, key] = self._find(table, index, key)
+        return cached
+
+    def _find(self, table: str, index: int, key: str | None) -> str:
         line = self.keys.get((table, index, key)) if key else None
         if line is None:
             line = self.headers.get((table, index))
@@ -354,7 +362,9 @@ class _Reader:
         context = {"name": name, "i": number}
         sans: list[str | San] = []
         for key, prefix in (("dns", "dns:"), ("ip", "ip:"), ("uri", "uri:"), ("spiffe_id", "uri:")):
-            raw = values.get(key, [])
+            raw = values.get(key)
+            if raw is None or raw == []:
+                continue  # not given (most services have no ip or uri)
             items = [raw] if isinstance(raw, str) else raw
             if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
                 raise self.fail("must be a string or a list of strings", "service", index, key)

@@ -64,7 +64,7 @@ def test_a_no_op_apply_imports_neither_cryptography_nor_sqlalchemy_nor_rich(tmp_
     (tmp_path / "grpcpki.toml").write_text('[ca]\nname = "Fast CA"\n[[service]]\nname = "w{i}"\ncount = 2\n')
     pki = ["--pki", str(tmp_path / "pki")]
     assert run_grpcpki(*pki, "apply", cwd=tmp_path).code == 0
-    for args in (["apply"], ["apply", "--json"], ["apply", "--dry-run"], ["apply", "-q"]):
+    for args in (["apply"], ["apply", "--dry-run", "--json"]):
         modules = imported_modules(*pki, *args, cwd=tmp_path)
         assert heavy(modules) == set(), args
         assert not {m for m in modules if m.startswith(("cryptography", "sqlalchemy", "alembic", "rich"))}, args
