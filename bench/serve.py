@@ -6,6 +6,8 @@ PKI's crl.pem, listing 100 serials) ON. Both servers run as their own processes,
 with the same thread pool (8 workers); the load comes from this process with a grpcio client.
 
   bare     grpc.ssl_server_credentials (static), a servicer that only replies
+  bare, 2 workers started   the same, its thread pool's first two threads started before it
+           serves, as serve starts its own: a reference, not the target's baseline (see below)
   serve    `grpcpki serve --name localhost --allow SPIFFE_ID` (default call logging: the first
            call of each identity, then counts printed on exit)
   serve, identity asked   the same server, the client sending grpcpki-want-peer-identity as
@@ -22,9 +24,18 @@ Measured per server:
   persistent   sequential SayHello calls on one channel (RPC/s), and with 8 calls in flight
   new conn     a new channel (full mTLS handshake) per call (connections/s)
 
-Rounds alternate between the servers (bare, serve, serve --log-calls, then again), and the
-median of the rounds is reported, so machine noise falls on all alike. No thresholds: it
-reports, people judge.
+Each round starts every server, then takes the sequential calls in turns of 0.1 s per server
+until each has had --seconds (so a change in the machine's load falls on all alike, and each
+turn is long enough for the server's caches to be warm), then measures the other two server by
+server; the median of the rounds is reported, and each round's figure is shown beside it. No
+thresholds: it reports, people judge.
+
+Each round starts every server anew, and a server process's speed on one persistent channel
+is partly decided when it starts: grpcio's ThreadPoolExecutor starts threads lazily, and about
+half of the plain bare processes end up running every call on one worker thread, which costs
+~1.5x the CPU per call of two alternating workers and ~0.8x the RPC/s (docs/performance.md,
+serve section). serve starts two workers up front; the "2 workers started" line is the bare
+Greeter with the same start, so serve's own per-call cost can be read against it.
 
     GRPC_VERBOSITY=ERROR python bench/serve.py [--seconds 3] [--rounds 3]
 
@@ -61,6 +72,7 @@ ASK_FOR_IDENTITY = ((IDENTITY_REQUEST_HEADER, "1"),)
 
 BARE_SERVER = '''
 import sys
+import threading
 from concurrent import futures
 import grpc
 from grpcpki.greeter._proto import helloworld_pb2, helloworld_pb2_grpc
@@ -70,7 +82,12 @@ class Greeter(helloworld_pb2_grpc.GreeterServicer):
         return helloworld_pb2.HelloReply(message="Hello " + request.name)
 
 chain, key, ca = (open(p, "rb").read() for p in sys.argv[1:4])
-server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=[("grpc.so_reuseport", 0)])
+pool = futures.ThreadPoolExecutor(max_workers=8)
+if sys.argv[4:] == ["--start-two-workers"]:  # as grpcpki serve does (greeter/server.py: _worker_pool)
+    barrier = threading.Barrier(2)
+    for task in [pool.submit(barrier.wait) for _ in range(2)]:
+        task.result()
+server = grpc.server(pool, options=[("grpc.so_reuseport", 0)])
 helloworld_pb2_grpc.add_GreeterServicer_to_server(Greeter(), server)
 port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials(
     [(key, chain)], root_certificates=ca, require_client_auth=True))
@@ -116,8 +133,8 @@ def server_cpu(pid: int) -> float:
 
 
 def persistent_rps(port: int, creds: grpc.ChannelCredentials, seconds: float, in_flight: int,
-                   pid: int | None = None, cpu: list[float] | None = None,
                    metadata: tuple[tuple[str, str], ...] = ()) -> float:
+    """RPC/s on one channel with ``in_flight`` calls outstanding at all times."""
     with grpc.secure_channel(f"localhost:{port}", creds) as channel:
         stub = helloworld_pb2_grpc.GreeterStub(channel)
         request = helloworld_pb2.HelloRequest(name="bench")
@@ -126,24 +143,52 @@ def persistent_rps(port: int, creds: grpc.ChannelCredentials, seconds: float, in
         calls = 0
         deadline = time.perf_counter() + seconds
         start = time.perf_counter()
-        cpu_start = server_cpu(pid) if pid is not None else 0.0
-        if in_flight == 1:
-            while time.perf_counter() < deadline:
-                stub.SayHello(request, timeout=5, metadata=metadata)
-                calls += 1
-        else:
-            pending = [stub.SayHello.future(request, timeout=5, metadata=metadata) for _ in range(in_flight)]
-            while time.perf_counter() < deadline:
-                done = pending.pop(0)
-                done.result()
-                calls += 1
-                pending.append(stub.SayHello.future(request, timeout=5, metadata=metadata))
-            for future in pending:
-                future.result()
-                calls += 1
-        if pid is not None and cpu is not None:
-            cpu.append((server_cpu(pid) - cpu_start) / calls)
+        pending = [stub.SayHello.future(request, timeout=5, metadata=metadata) for _ in range(in_flight)]
+        while time.perf_counter() < deadline:
+            done = pending.pop(0)
+            done.result()
+            calls += 1
+            pending.append(stub.SayHello.future(request, timeout=5, metadata=metadata))
+        for future in pending:
+            future.result()
+            calls += 1
         return calls / (time.perf_counter() - start)
+
+
+def interleaved_rps(targets: dict[str, tuple[int, int, tuple[tuple[str, str], ...]]], creds: grpc.ChannelCredentials,
+                    seconds: float, block: float = 0.1) -> dict[str, tuple[float, float]]:
+    """Sequential calls on one persistent channel per server, all servers up at once, taken in
+    turns of ``block`` seconds until each has had ``seconds``: a change in the machine's load
+    falls on every server alike, and each turn is long enough (a few hundred calls) for the
+    server's caches to be warm. ``targets``: name -> (port, pid, metadata). Returns name ->
+    (RPC/s, server CPU seconds per call)."""
+    request = helloworld_pb2.HelloRequest(name="bench")
+    channels = {name: grpc.secure_channel(f"localhost:{port}", creds) for name, (port, _, _) in targets.items()}
+    try:
+        stubs = {name: helloworld_pb2_grpc.GreeterStub(channel).SayHello for name, channel in channels.items()}
+        for name, stub in stubs.items():
+            for _ in range(50):
+                stub(request, timeout=5, metadata=targets[name][2])
+        calls = dict.fromkeys(targets, 0)
+        spent = dict.fromkeys(targets, 0.0)
+        cpu_start = {name: server_cpu(pid) for name, (_, pid, _) in targets.items()}
+        while min(spent.values()) < seconds:
+            for name, stub in stubs.items():
+                metadata = targets[name][2]
+                start = time.perf_counter()
+                end = start + block
+                while True:
+                    stub(request, timeout=5, metadata=metadata)
+                    calls[name] += 1
+                    now = time.perf_counter()
+                    if now >= end:
+                        break
+                spent[name] += now - start
+        return {name: (calls[name] / spent[name], (server_cpu(pid) - cpu_start[name]) / calls[name])
+                for name, (_, pid, _) in targets.items()}
+    finally:
+        for channel in channels.values():
+            channel.close()
 
 
 def new_connections_per_second(port: int, creds: grpc.ChannelCredentials, seconds: float,
@@ -211,6 +256,9 @@ def main() -> None:
         servers = {
             "bare grpcio": [sys.executable, str(directory / "bare.py"), str(server_material.chain_path),
                             str(server_material.key_path), str(server_material.trust_path)],
+            "bare, 2 workers started": [sys.executable, str(directory / "bare.py"), str(server_material.chain_path),
+                                        str(server_material.key_path), str(server_material.trust_path),
+                                        "--start-two-workers"],
             "grpcpki serve": serve,
             "serve, identity asked": serve,
             "serve --log-calls": [*serve, "--log-calls"],
@@ -223,29 +271,37 @@ def main() -> None:
                 count = instructions_per_call(argv, directory, env, creds, args.instructions,
                                               ASK_FOR_IDENTITY if "identity asked" in name else ())
                 base_count = base_count or count
-                print(f"  {name:22s} {count:9.0f}   x{base_count / count:5.2f} of bare grpcio's calls per instruction",
+                print(f"  {name:24s} {count:9.0f}   x{base_count / count:5.2f} of bare grpcio's calls per instruction",
                       flush=True)
             return
         measures = ("persistent, 1 in flight (RPC/s)", "persistent, 8 in flight (RPC/s)", "new mTLS connections/s")
         samples: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.rounds):
-            for name, argv in servers.items():
-                proc, port = start(argv, directory / "server.log", env)
-                cpu: list[float] = []
-                metadata = ASK_FOR_IDENTITY if "identity asked" in name else ()
-                try:
+            started: dict[str, tuple[subprocess.Popen[str], int]] = {}
+            try:
+                for index, (name, argv) in enumerate(servers.items()):
+                    started[name] = start(argv, directory / f"server{index}.log", env)
+                metadata = {name: ASK_FOR_IDENTITY if "identity asked" in name else () for name in servers}
+                one_in_flight = interleaved_rps(
+                    {name: (port, proc.pid, metadata[name]) for name, (proc, port) in started.items()},
+                    creds, args.seconds,
+                )
+                for name, (_proc, port) in started.items():
+                    rps, cpu = one_in_flight[name]
                     values = (
-                        persistent_rps(port, creds, args.seconds, 1, proc.pid, cpu, metadata),
-                        persistent_rps(port, creds, args.seconds, 8, metadata=metadata),
-                        new_connections_per_second(port, creds, args.seconds, metadata),
+                        rps,
+                        persistent_rps(port, creds, args.seconds, 8, metadata=metadata[name]),
+                        new_connections_per_second(port, creds, args.seconds, metadata[name]),
                     )
-                finally:
+                    for measure, value in zip(measures, values, strict=True):
+                        samples.setdefault((name, measure), []).append(value)
+                    samples.setdefault((name, "cpu"), []).append(cpu * 1e6)
+            finally:
+                for proc, _ in started.values():
                     proc.terminate()
+                for proc, _ in started.values():
                     proc.wait(timeout=15)
-                for measure, value in zip(measures, values, strict=True):
-                    samples.setdefault((name, measure), []).append(value)
-                samples.setdefault((name, "cpu"), []).append(cpu[0] * 1e6)
-            if "served" not in (directory / "server.log").read_text():
+            if "served" not in (directory / f"server{len(servers) - 1}.log").read_text():
                 print("note: serve printed no call counts on exit", file=sys.stderr)
     print(f"grpcio {grpc.__version__}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
           f"{args.rounds} rounds of {args.seconds:g}s, median shown")
@@ -254,12 +310,15 @@ def main() -> None:
         print(f"\n{measure}")
         for name in servers:
             value = statistics.median(samples[(name, measure)])
-            print(f"  {name:20s} {value:9.0f}   x{value / base:5.2f} of bare grpcio")
+            rounds = ", ".join(f"{v:.0f}" for v in samples[(name, measure)])
+            print(f"  {name:24s} {value:9.0f}   x{value / base:5.2f} of bare grpcio   (rounds: {rounds})")
     base = statistics.median(samples[("bare grpcio", "cpu")])
     print("\nserver CPU per call, persistent channel, 1 in flight (less noisy than RPC/s on a shared machine)")
     for name in servers:
         value = statistics.median(samples[(name, "cpu")])
-        print(f"  {name:20s} {value:7.0f} us   x{base / value:5.2f} of bare grpcio's calls per CPU second")
+        rounds = ", ".join(f"{v:.0f}" for v in samples[(name, "cpu")])
+        print(f"  {name:24s} {value:7.0f} us   x{base / value:5.2f} of bare grpcio's calls per CPU second"
+              f"   (rounds: {rounds})")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,19 @@ def test_cli_help_and_error_module_do_not_import_grpc() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("False")
     assert "Example" in result.stdout  # every command's help has an Example section
+
+
+def test_two_handler_threads_run_before_the_first_call_and_end_at_stop() -> None:
+    """serve starts two handler threads up front, so a persistent channel's calls never depend on
+    a start-up race for how many threads they rotate through (docs/performance.md, serve)."""
+    before = set(threading.enumerate())
+    server = GreeterServer(ServerConfig(listen="127.0.0.1:0", mode="plaintext"))
+    server.start()
+    try:
+        workers = [t for t in set(threading.enumerate()) - before if t.name.startswith("greeter_")]
+        assert len(workers) == 2
+    finally:
+        server.stop(0)
+    for worker in workers:  # grpc does not own the pool: stop() shuts it down
+        worker.join(timeout=10)
+        assert not worker.is_alive()
