@@ -79,7 +79,7 @@ def plan_if_unchanged(pki_dir: Path | str, manifest: Manifest, *, now: datetime 
         if changes:
             return None
         root = connection.execute(_ROOTS, (generation,)).fetchone()
-    except (sqlite3.Error, ValueError):
+    except (sqlite3.Error, ValueError, TypeError):
         return None  # unreadable or unexpected: the full path says what is wrong, in one line
     finally:
         connection.close()
