@@ -68,6 +68,11 @@ _CA_KEYS = {"name", "org", "key_type", "days", "intermediate", "encrypt"}
 _ROW_COLUMNS = {"name", "kind", "dns", "ip", "uri", "spiffe_id", "days", "key_type"}
 _TEMPLATED = ("dns", "ip", "uri", "spiffe_id")
 _KEY_TYPES = {k.value: k for k in KeyType}
+# (serverAuth, clientAuth) -> the usages as the inventory names them.
+_EKUS = {
+    (server, client): frozenset(u for u, wanted in (("serverAuth", server), ("clientAuth", client)) if wanted)
+    for server in (False, True) for client in (False, True)
+}
 _ROLES = {r.value: r for r in Role}
 
 
@@ -101,14 +106,15 @@ class ServiceSpec:
 
     @property
     def eku(self) -> frozenset[str]:
-        usages = set()
         # A leaf with a SPIFFE ID is an X509-SVID and gets both (profiles.leaf_eku_oids, X509-SVID 4.4).
-        svid = any(s.is_spiffe for s in self.sans)
-        if self.role is Role.SERVER or self.also_server or svid:
-            usages.add("serverAuth")
-        if self.role is Role.CLIENT or self.also_client or svid:
-            usages.add("clientAuth")
-        return frozenset(usages)
+        svid = False
+        for san in self.sans:  # a loop, not any(genexpr): asked once per service of every plan
+            if san.is_spiffe:
+                svid = True
+                break
+        server = self.role is Role.SERVER or self.also_server or svid
+        client = self.role is Role.CLIENT or self.also_client or svid
+        return _EKUS[server, client]
 
 
 @dataclass(frozen=True)
@@ -607,7 +613,9 @@ def decide(
 def drift_reasons(spec: ServiceSpec, record: LeafFacts) -> list[str]:
     """How an active certificate differs from what the manifest asks for (empty: it does not)."""
     reasons = []
-    if record.kind != spec.role.value:
+    # Role and KeyType are StrEnums: each member equals its text, so no .value (an enum property
+    # lookup) on the way to "no drift", which is the answer for nearly every service.
+    if record.kind != spec.role:
         reasons.append(f"kind {record.kind} -> {spec.role.value}")
     wanted = {str(s) for s in spec.sans}
     have = set(record.sans)
@@ -617,7 +625,7 @@ def drift_reasons(spec: ServiceSpec, record: LeafFacts) -> list[str]:
         reasons.append("names " + " ".join([f"+{n}" for n in added] + [f"-{n}" for n in removed]))
     if set(record.eku) != spec.eku:
         reasons.append(f"usages {','.join(sorted(record.eku)) or 'none'} -> {','.join(sorted(spec.eku))}")
-    if record.key_type != spec.key_type.value:
+    if record.key_type != spec.key_type:
         reasons.append(f"key type {record.key_type} -> {spec.key_type.value}")
     return reasons
 
