@@ -43,7 +43,9 @@ With --instructions N, each server instead runs under valgrind's callgrind and t
 reports the instructions the server process executed per call over N calls on one persistent
 channel (after a warm-up, between `callgrind_control --zero` and `--dump`). Instruction counts
 do not move with the load of a shared machine, so small per-call costs can be compared; they
-leave out time in the kernel and waits (a `stat` is one system call). valgrind must be installed.
+leave out time in the kernel and waits (a `stat` is one system call), and valgrind runs one
+thread at a time, so they cannot show how the server's threads hand calls to each other (the
+thread-pool race above). valgrind must be installed.
 
     GRPC_VERBOSITY=ERROR python bench/serve.py --instructions 500
 """
