@@ -30,9 +30,9 @@ from grpcpki.engine.storage import read_file
 PKCS12_KDF_ROUNDS = 100_000
 # Kubernetes object names are DNS-1123 subdomains, namespaces DNS-1123 labels
 # (kubernetes.io/docs/concepts/overview/working-with-objects/names).
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_ENV_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
+_ENV_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 # A store password file holds one line; like the CA passphrase (cli/context.py), 4 KiB is far
 # above any real password and keeps `--password-file /dev/zero`-style mistakes cheap.
 MAX_PASSWORD_BYTES = 4096

@@ -19,12 +19,12 @@ from grpcpki.engine.errors import InvalidNameError, NameConstraintError
 SanKind = Literal["dns", "ip", "uri"]
 
 # RFC 1035 section 2.3.4 / RFC 5280 section 4.2.1.6 ("preferred name syntax"): LDH labels.
-_LDH_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_LDH_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 _MAX_DNS_LENGTH = 253  # RFC 1035: 255 octets on the wire, 253 characters in text form.
 
 # SPIFFE-ID spec, section 2.1 and 2.2: trust domain and path characters.
-_SPIFFE_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
-_SPIFFE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+_SPIFFE_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+\Z")
+_SPIFFE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+\Z")
 _SPIFFE_MAX_LENGTH = 2048  # SPIFFE-ID spec section 2.3: URIs up to 2048 bytes.
 _SPIFFE_MAX_TRUST_DOMAIN = 255
 

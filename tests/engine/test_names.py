@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from grpcpki.engine import InvalidNameError, NameConstraintError, NameConstraints, San, parse_san
+from grpcpki.engine.export import validate_env_prefix, validate_namespace, validate_secret_name
 from grpcpki.engine.names import validate_dns_name, validate_spiffe_id
 
 VALID = [
@@ -116,3 +119,21 @@ def test_constraint_input_errors() -> None:
         NameConstraints.parse(ip=["10.0.0.1/8"])
     with pytest.raises(InvalidNameError):
         NameConstraints.parse(dns=["bad_name.example"])
+
+
+@pytest.mark.parametrize(
+    "validate, text",
+    [
+        (validate_dns_name, "a.example\n"),
+        (validate_spiffe_id, "spiffe://example.org/x\n"),
+        (validate_spiffe_id, "spiffe://example.org\n"),
+        (validate_secret_name, "web-tls\n"),
+        (validate_namespace, "ns\n"),
+        (validate_env_prefix, "TLS_\n"),
+    ],
+)
+def test_a_trailing_newline_is_refused_not_kept(validate: Callable[[str], str], text: str) -> None:
+    # Python's `$` also matches before a final "\n": the patterns end in \Z, so a name read from
+    # a line is refused here rather than written into a certificate or a Secret with its newline.
+    with pytest.raises(InvalidNameError):
+        validate(text)
