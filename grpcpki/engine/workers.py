@@ -24,8 +24,8 @@ A worker that fails (killed, disk full) fails the whole batch: the main process 
 waits for them, and the store transaction rolls back every temp file the journal lists. A
 certificate the CA refuses (a name outside its constraints) fails alone, as in-process.
 
-``GRPCPKI_TEST_WORKER_CRASH=N`` (tests only) makes a worker SIGKILL itself after staging its Nth
-task.
+``GRPCPKI_TEST_WORKER_CRASH=N`` (tests only) makes a worker SIGKILL itself once it has staged N
+certificates, before it reports them.
 """
 
 from __future__ import annotations
@@ -96,11 +96,12 @@ def pool_size(count: int, jobs: int | None, ca: CA) -> int:
 
 
 def run_pool(
-    task: Callable[[int], T], count: int, *, workers: int, on_result: Callable[[int, T], None],
+    task: Callable[[int, int], list[T]], count: int, *, workers: int, on_result: Callable[[int, T], None],
 ) -> None:
-    """Run ``task(0)`` ... ``task(count - 1)`` in ``workers`` forked processes; ``on_result(i, value)``
-    runs in this process as each is done (in no set order). ``task`` and what it reads are
-    inherited through fork, never pickled; its return value is pickled back (facts, never keys).
+    """Run ``task(start, end)`` over ``range(count)`` in ranges, in ``workers`` forked processes:
+    it returns one value per index, and ``on_result(i, value)`` runs in this process as each
+    range is done (in no set order). ``task`` and what it reads are inherited through fork, never
+    pickled; its return values are pickled back (facts, never keys).
 
     A task that raises fails the pool: StoreError here, after every worker has exited (as after
     any return or raise of this function), so nothing writes behind the caller's roll back.
@@ -225,7 +226,7 @@ def _read_message(fd: int) -> tuple[int, list[Any] | _Failure] | None:
     return message
 
 
-def _fork(task: Callable[[int], object]) -> _Child:
+def _fork(task: Callable[[int, int], list[Any]]) -> _Child:
     task_read, task_write = os.pipe()
     result_read, result_write = os.pipe()
     parent = os.getpid()
@@ -243,7 +244,7 @@ def _fork(task: Callable[[int], object]) -> _Child:
     return _Child(pid, task_write, result_read)
 
 
-def _work(task: Callable[[int], object], tasks: int, results: int, parent: int) -> int:
+def _work(task: Callable[[int, int], list[Any]], tasks: int, results: int, parent: int) -> int:
     gc.disable()  # nothing here makes cycles, and a collection could finalize the parent's objects
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # ^C reaches the whole group: the main process decides
     prctl = _prctl()
@@ -258,14 +259,13 @@ def _work(task: Callable[[int], object], tasks: int, results: int, parent: int) 
         if header is None:
             return 0
         start, end = _RANGE.unpack(header)
-        payload: tuple[int, list[object] | _Failure]
+        payload: tuple[int, list[Any] | _Failure]
         try:
-            out = []
-            for index in range(start, end):
-                out.append(task(index))
-                finished += 1
-                if finished == crash_after:
-                    os.kill(os.getpid(), signal.SIGKILL)
+            out = task(start, end)
+            assert len(out) == end - start
+            finished += len(out)
+            if crash_after is not None and finished >= crash_after:
+                os.kill(os.getpid(), signal.SIGKILL)
             payload = (start, out)
         except GrpcpkiError as exc:
             payload = (start, _Failure(exc.message, exc.hint))
