@@ -580,8 +580,14 @@ def current_umask() -> int | None:
 
 
 def stage_file(temp: str, data: bytes, mode: int, umask: int | None) -> None:
-    """Write a deferred_write's temp file (``O_EXCL``, exactly ``mode`` from its first byte)."""
-    _write_new(temp, data, mode, sync=False, umask=umask)
+    """Write a deferred_write's temp file (``O_EXCL``, exactly ``mode`` from its first byte), and
+    its folder if someone removed it (a renewal's certs/NAME, as prepare() would remake it)."""
+    try:
+        _write_new(temp, data, mode, sync=False, umask=umask)
+    except GrpcpkiError:
+        if not _ensure_dir_of(os.path.dirname(temp), umask):
+            raise
+        _write_new(temp, data, mode, sync=False, umask=umask)
 
 
 def stage_folder(temp: str, umask: int | None) -> None:

@@ -7,17 +7,18 @@ the journal is written (journal.py's docstring, "Staging by worker processes"):
 
 * a worker inherits the CA (its key included) and the list of jobs through ``fork``: nothing is
   serialized on the way in, and a job is sent as two integers (a range of the list);
-* it signs each certificate, writes its key (``O_EXCL``, 0600), certificate and chain to the temp
-  names the journal already lists, and sends back only the facts the rows need (serial, dates,
-  fingerprint...): never the private key;
-* the main process keeps everything else: the lock, the journal, the archive links, the rows,
-  the one sync, the commit point and the renames.
+* it signs its range, then hard-links what each certificate replaces into ``archive/`` and
+  writes the new key (``O_EXCL``, 0600), certificate and chain, all to temp names the journal
+  already lists, and sends back only the facts the rows need (serial, dates, fingerprint...):
+  never a private key;
+* the main process keeps everything else: the lock, the journal, the rows (written as ranges
+  come back), the one sync, the commit point and the renames.
 
 Only where forking is safe and pays: a CA key in a file (a PKCS#11 session cannot cross a fork:
-token CAs sign in the main process), no other thread running in the process (a forked child
-gets only the forking thread, and any lock another thread held stays held), Linux (workers are
-tied to the main process with ``PR_SET_PDEATHSIG``, so a SIGKILL of the main process kills them
-before they could write behind the next command's recovery). Otherwise, or for a small batch, the
+token CAs sign in the main process), no other thread running in the process, native ones
+included (a forked child gets only the forking thread, and any lock another thread held stays
+held), Linux (workers are tied to the main process with ``PR_SET_PDEATHSIG``, so a SIGKILL of
+the main process kills them before they could write behind the next command's recovery). Otherwise, or for a small batch, the
 caller signs in-process as before.
 
 A worker that fails (killed, disk full) fails the whole batch: the main process kills the others,
@@ -90,9 +91,18 @@ def pool_size(count: int, jobs: int | None, ca: CA) -> int:
         return 0
     if not sys.platform.startswith("linux") or _prctl() is None:
         return 0
-    if threading.active_count() > 1:
+    if _threads() > 1:
         return 0  # a fork would copy locks other threads hold (rich's refresh thread, an executor...)
     return min(wanted, -(-count // CHUNK))
+
+
+def _threads() -> int:
+    """Threads in this process, native ones included (grpc's C core starts threads that the
+    threading module never sees): Linux lists them all in /proc/self/task."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
 
 
 def run_pool(

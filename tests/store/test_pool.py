@@ -195,3 +195,13 @@ def _processes() -> list[str]:
             except OSError:
                 continue
     return lines
+
+
+def test_a_pooled_renew_remakes_a_leaf_folder_removed_by_hand(applied: Path, tmp_path: Path) -> None:
+    """As the in-process path does: a missing certs/NAME/ is made again, not a failed pass."""
+    pki = copy_of(applied, tmp_path)
+    shutil.rmtree(pki / "certs" / "svc-01")
+    result = grpcpki(pki, "renew", "--all", "--force", "--jobs", "2")
+    assert result.code == 0, result.output
+    assert (pki / "certs" / "svc-01" / "key.pem").stat().st_mode & 0o777 == 0o600
+    assert_leaves_sound(pki)
