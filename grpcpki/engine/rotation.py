@@ -39,6 +39,7 @@ from grpcpki.engine.inventory import NewRecord, Record
 from grpcpki.engine.keys import KeyType, PrivateKey, is_encrypted_pem, public_key_bytes
 from grpcpki.engine.pki import (
     KEY_URI_SUFFIX,
+    LeafFacts,
     LeafRequest,
     Pki,
     ca_key_entry,
@@ -313,7 +314,7 @@ def _renew_pooled(
         if on_result is not None:
             on_result(results[positions[index]])
 
-    def signed(index: int, info: CertInfo) -> None:
+    def signed(index: int, info: LeafFacts) -> None:
         if on_result is not None:
             old = results[positions[index]]
             # Provisional until stored (what renew returns is the truth): for progress bars.
