@@ -85,7 +85,7 @@ class Greeter(helloworld_pb2_grpc.GreeterServicer):
 
 chain, key, ca = (open(p, "rb").read() for p in sys.argv[1:4])
 pool = futures.ThreadPoolExecutor(max_workers=8)
-if sys.argv[4:] == ["--start-two-workers"]:  # as grpcpki serve does (greeter/server.py: _worker_pool)
+if sys.argv[4:] == ["--start-two-workers"]:  # as grpcpki serve does (greeter/server.py: worker_pool)
     barrier = threading.Barrier(2)
     for task in [pool.submit(barrier.wait) for _ in range(2)]:
         task.result()

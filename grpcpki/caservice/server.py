@@ -43,7 +43,7 @@ from grpcpki.engine.errors import DatabaseUnavailableError, GrpcpkiError, LockTi
 from grpcpki.engine.pki import Pki
 from grpcpki.engine.revocation import CrlCache
 from grpcpki.greeter.files import TlsFiles
-from grpcpki.greeter.server import CertificateReloader, ReloadRecord, _bind_failure, parse_listen
+from grpcpki.greeter.server import CertificateReloader, ReloadRecord, _bind_failure, parse_listen, worker_pool
 
 log = logging.getLogger("grpcpki.caservice")
 
@@ -214,6 +214,7 @@ class CaServer:
         self._on_event = on_event
         self._on_reload = on_reload
         self._server: grpc.Server | None = None
+        self._pool: futures.ThreadPoolExecutor | None = None
         self.bound: Bound | None = None
 
     def start(self) -> Bound:
@@ -222,17 +223,20 @@ class CaServer:
         mtls = CertificateReloader(cfg.files, require_client_cert=True, on_reload=self._on_reload)
         tls = (CertificateReloader(cfg.files, require_client_cert=False, on_reload=self._on_reload)
                if cfg.enroll_listen else None)
-        server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=cfg.max_workers, thread_name_prefix="ca-server"),
-            options=[("grpc.so_reuseport", 0)],  # "port in use", not a silently shared port
-        )
+        # Two workers up front, as serve's: grpc's pool otherwise races into one (worker_pool).
+        pool = worker_pool(cfg.max_workers, "ca-server")
+        server = grpc.server(pool, options=[("grpc.so_reuseport", 0)])  # "port in use", not a shared port
         ca_pb2_grpc.add_CertificateAuthorityServicer_to_server(
             CertificateAuthorityServicer(self._open_pki, cfg, self._on_event), server
         )
-        mtls_port = _bind(server, cfg.listen, mtls.credentials())
-        tls_port = _bind(server, cfg.enroll_listen, tls.credentials()) if cfg.enroll_listen and tls else None
+        try:
+            mtls_port = _bind(server, cfg.listen, mtls.credentials())
+            tls_port = _bind(server, cfg.enroll_listen, tls.credentials()) if cfg.enroll_listen and tls else None
+        except GrpcpkiError:
+            pool.shutdown(wait=False)
+            raise
         server.start()
-        self._server = server
+        self._server, self._pool = server, pool
         self.bound = Bound(mtls_port, tls_port)
         return self.bound
 
@@ -240,6 +244,9 @@ class CaServer:
         if self._server is not None:
             self._server.stop(self.config.grace if grace is None else grace).wait()
             self._server = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)  # grpc does not own the pool it was given
+            self._pool = None
 
     def wait(self, timeout: float | None = None) -> bool:
         if self._server is None:

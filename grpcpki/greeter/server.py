@@ -61,7 +61,7 @@ _MAX_REMEMBERED_IDENTITIES = 10_000
 # per call was a fifth of the servicer's CPU on a persistent channel). Bounded: a server that sees
 # more distinct clients than this starts over rather than growing without limit.
 _MAX_CACHED_PEERS = 4_096
-# Worker threads started before the server takes its first call; see _worker_pool.
+# Worker threads started before the server takes its first call; see worker_pool.
 _STARTED_WORKERS = 2
 
 @dataclass(frozen=True)
@@ -432,8 +432,8 @@ class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
             log.info("%s %s SayHello(%r) -> %s", record.peer, identity.display, name, code)
 
 
-def _worker_pool(max_workers: int) -> futures.ThreadPoolExecutor:
-    """grpc's handler pool, with two worker threads already running.
+def worker_pool(max_workers: int, name: str = "greeter") -> futures.ThreadPoolExecutor:
+    """grpc's handler pool, with two worker threads already running (serve and ca-server).
 
     ThreadPoolExecutor starts a thread only when a call finds none idle, so on one persistent
     channel whether the calls alternate between two worker threads or all land on one is decided
@@ -444,7 +444,7 @@ def _worker_pool(max_workers: int) -> futures.ThreadPoolExecutor:
     Two threads started up front always alternate; more are still started on demand, up to
     ``max_workers``.
     """
-    pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="greeter")
+    pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
     started = min(_STARTED_WORKERS, max_workers)
     # Each task waits for the others, so each runs on a thread of its own.
     barrier = threading.Barrier(started, timeout=30)
@@ -537,7 +537,7 @@ class GreeterServer:
             # A damaged CRL is refused here (GreeterError, before binding); later damage keeps
             # the last good CRL in force (RevocationCheck explains why).
             self.revocation = RevocationCheck(cfg.crl, must_exist=cfg.crl_must_exist, on_event=self._crl_event)
-        pool = _worker_pool(cfg.max_workers)
+        pool = worker_pool(cfg.max_workers)
         server = grpc.server(
             pool,
             # grpc sets SO_REUSEPORT by default on Linux, so a second server on a busy port

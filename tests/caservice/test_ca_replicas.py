@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -181,7 +182,11 @@ def test_a_revocation_anywhere_is_in_every_replicas_crl(fleet: Fleet) -> None:
                        files=TlsFiles(chain=material.chain_path, key=material.key_path, ca=material.trust_path)),
         lambda: Pki.open(keyless), on_event=lambda _event: None,
     )
+    before = set(threading.enumerate())
     bound = server.start()
+    # Two handler threads up front, as serve's (greeter/server.py worker_pool), ended by stop().
+    workers = [t for t in set(threading.enumerate()) - before if t.name.startswith("ca-server_")]
+    assert len(workers) == 2
     try:
         target = f"127.0.0.1:{bound.tls_port}"
         crl = x509.load_pem_x509_crl(client.crl(target, ca_pem=fleet.ca_pem))
@@ -194,6 +199,9 @@ def test_a_revocation_anywhere_is_in_every_replicas_crl(fleet: Fleet) -> None:
         assert "CA key" in refused.value.message and "\n" not in refused.value.message
     finally:
         server.stop(0)
+    for worker in workers:
+        worker.join(timeout=10)
+        assert not worker.is_alive()
     # The refused request spent nothing: a replica that can sign enrolls with the same token.
     assert client.enroll(fleet.two.enroll, token=late, csr_pem=workload.new_key_and_csr("unsigned").csr_pem,
                          kind="", ca_pem=fleet.ca_pem).name == "unsigned"
