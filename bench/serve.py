@@ -31,11 +31,12 @@ server; the median of the rounds is reported, and each round's figure is shown b
 thresholds: it reports, people judge.
 
 Each round starts every server anew, and a server process's speed on one persistent channel
-is partly decided when it starts: grpcio's ThreadPoolExecutor starts threads lazily, and about
-half of the plain bare processes end up running every call on one worker thread, which costs
-~1.5x the CPU per call of two alternating workers and ~0.8x the RPC/s (docs/performance.md,
-serve section). serve starts two workers up front; the "2 workers started" line is the bare
-Greeter with the same start, so serve's own per-call cost can be read against it.
+can depend on how many of its handler threads the calls rotate through (grpcio's
+ThreadPoolExecutor starts threads lazily). Under load, lazily started processes looked slow about
+half the time; on a quiet machine, a bare Greeter with two threads started up front was the
+slower one in every run (docs/performance.md, serve, third and fourth passes). serve starts its
+threads lazily, as the plain bare Greeter does; the "2 workers started" line is kept as a
+reference for that effect.
 
     GRPC_VERBOSITY=ERROR python bench/serve.py [--seconds 3] [--rounds 3]
 
@@ -85,7 +86,7 @@ class Greeter(helloworld_pb2_grpc.GreeterServicer):
 
 chain, key, ca = (open(p, "rb").read() for p in sys.argv[1:4])
 pool = futures.ThreadPoolExecutor(max_workers=8)
-if sys.argv[4:] == ["--start-two-workers"]:  # as grpcpki serve does (greeter/server.py: worker_pool)
+if sys.argv[4:] == ["--start-two-workers"]:  # the reference line (docs/performance.md, serve, fourth pass)
     barrier = threading.Barrier(2)
     for task in [pool.submit(barrier.wait) for _ in range(2)]:
         task.result()

@@ -223,7 +223,7 @@ class CaServer:
         mtls = CertificateReloader(cfg.files, require_client_cert=True, on_reload=self._on_reload)
         tls = (CertificateReloader(cfg.files, require_client_cert=False, on_reload=self._on_reload)
                if cfg.enroll_listen else None)
-        # Two workers up front, as serve's: grpc's pool otherwise races into one (worker_pool).
+        # A pool of our own, as serve's: stop() shuts it down, grpc would not (worker_pool).
         pool = worker_pool(cfg.max_workers, "ca-server")
         server = grpc.server(pool, options=[("grpc.so_reuseport", 0)])  # "port in use", not a shared port
         ca_pb2_grpc.add_CertificateAuthorityServicer_to_server(

@@ -61,8 +61,6 @@ _MAX_REMEMBERED_IDENTITIES = 10_000
 # per call was a fifth of the servicer's CPU on a persistent channel). Bounded: a server that sees
 # more distinct clients than this starts over rather than growing without limit.
 _MAX_CACHED_PEERS = 4_096
-# Worker threads started before the server takes its first call; see worker_pool.
-_STARTED_WORKERS = 2
 
 @dataclass(frozen=True)
 class ServerConfig:
@@ -433,24 +431,15 @@ class GreeterServicer(helloworld_pb2_grpc.GreeterServicer):
 
 
 def worker_pool(max_workers: int, name: str = "greeter") -> futures.ThreadPoolExecutor:
-    """grpc's handler pool, with two worker threads already running (serve and ca-server).
+    """grpc's handler pool for serve and ca-server; the caller shuts it down (grpc does not own it).
 
-    ThreadPoolExecutor starts a thread only when a call finds none idle, so on one persistent
-    channel whether the calls alternate between two worker threads or all land on one is decided
-    by a race during the first calls. Measured on grpcio 1.85 / Python 3.11 with a plain grpcio
-    Greeter (docs/performance.md, serve section): about half the processes end up with one worker,
-    and those spend ~1.5x the CPU per call (~490 us against ~320 us: grpc's poller thread and the
-    one worker both use more; measured, not taken apart) and answer at ~0.8x the RPC/s.
-    Two threads started up front always alternate; more are still started on demand, up to
-    ``max_workers``.
+    Threads start on demand, as grpc's own default does. Starting two up front was tried
+    (docs/performance.md, serve, third and fourth passes): under load it seemed to save processes
+    from a slow state, but on the quiet machine the issue is judged on, a bare grpcio Greeter with
+    two threads started answered at 0.89x-0.94x of the same Greeter started lazily, in every run,
+    and serve itself went from 0.86x-0.90x to 0.93x of bare grpcio when it stopped doing so.
     """
-    pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
-    started = min(_STARTED_WORKERS, max_workers)
-    # Each task waits for the others, so each runs on a thread of its own.
-    barrier = threading.Barrier(started, timeout=30)
-    for task in [pool.submit(barrier.wait) for _ in range(started)]:
-        task.result()
-    return pool
+    return futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
