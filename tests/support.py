@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,3 +76,15 @@ def tree(path: Path) -> list[str]:
     if not path.exists():
         return []
     return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+
+def threads_started_since(before: set[threading.Thread], prefix: str) -> list[threading.Thread]:
+    """The live threads named ``prefix...`` that were not in ``before`` (a server's handler pool)."""
+    return [t for t in set(threading.enumerate()) - before if t.name.startswith(prefix)]
+
+
+def assert_threads_end(threads: list[threading.Thread]) -> None:
+    """Each thread ends within 10 s: a server's stop() shut down the pool it gave grpc."""
+    for thread in threads:
+        thread.join(timeout=10)
+        assert not thread.is_alive(), thread.name

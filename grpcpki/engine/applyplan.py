@@ -43,7 +43,7 @@ _ROOTS = (
 
 
 class LeafRow(NamedTuple):
-    """An active leaf as planning reads it (:class:`grpcpki.engine.manifest.LeafFacts`)."""
+    """An active leaf as planning reads it (:class:`grpcpki.engine.manifest.ActiveLeaf`)."""
 
     kind: str
     name: str

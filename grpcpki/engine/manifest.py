@@ -37,7 +37,7 @@ from grpcpki.engine.errors import GrpcpkiError
 from grpcpki.engine.keytypes import KeyType
 from grpcpki.engine.names import San, leaf_sans, parse_san, validate_cert_name, validate_spiffe_id
 from grpcpki.engine.profiles import Role
-from grpcpki.engine.renewal_rules import due_reason
+from grpcpki.engine.renewal_rules import Dated, due_reason
 
 if TYPE_CHECKING:
     # concurrent.futures pulls in multiprocessing (~20 ms): imported where RSA keys are made.
@@ -527,9 +527,10 @@ class Plan:
         }
 
 
-class LeafFacts(Protocol):
+class ActiveLeaf(Dated, Protocol):
     """What planning reads of an active leaf: an inventory ``Record`` (the full plan, under the
-    lock), or a plain row read with the standard library (applyplan.py, the no-op path)."""
+    lock), or a plain row read with the standard library (applyplan.py, the no-op path). The
+    renewal rule's facts (generation and validity) come from ``Dated``."""
 
     @property
     def kind(self) -> str: ...
@@ -541,12 +542,6 @@ class LeafFacts(Protocol):
     def eku(self) -> tuple[str, ...]: ...
     @property
     def key_type(self) -> str: ...
-    @property
-    def ca_generation(self) -> int | None: ...
-    @property
-    def not_before(self) -> datetime: ...
-    @property
-    def not_after(self) -> datetime: ...
 
 
 class RootFacts(Protocol):
@@ -558,7 +553,7 @@ class RootFacts(Protocol):
     def key_type(self) -> str: ...
 
 
-Leaf = TypeVar("Leaf", bound=LeafFacts)
+Leaf = TypeVar("Leaf", bound=ActiveLeaf)
 
 
 def plan(pki: Pki | None, manifest: Manifest, *, now: datetime | None = None) -> Plan:
@@ -610,7 +605,7 @@ def decide(
     return changes, unchanged, len(current)
 
 
-def drift_reasons(spec: ServiceSpec, record: LeafFacts) -> list[str]:
+def drift_reasons(spec: ServiceSpec, record: ActiveLeaf) -> list[str]:
     """How an active certificate differs from what the manifest asks for (empty: it does not)."""
     reasons = []
     # Role and KeyType are StrEnums: each member equals its text, so no .value (an enum property

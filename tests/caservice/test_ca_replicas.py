@@ -31,7 +31,7 @@ from grpcpki.engine.pki import Pki
 from grpcpki.engine.revocation import revoked_serials
 from grpcpki.greeter.files import TlsFiles
 from pg_support import PostgresServer, postgres_down, require_psycopg
-from support import assert_clean_error, run_grpcpki, tree
+from support import assert_clean_error, assert_threads_end, run_grpcpki, threads_started_since, tree
 
 RATE = 3  # --rate-limit of both replicas, per identity and hour
 
@@ -195,14 +195,12 @@ def test_a_revocation_anywhere_is_in_every_replicas_crl(fleet: Fleet) -> None:
             client.enroll(target, token=late, csr_pem=workload.new_key_and_csr("unsigned").csr_pem, kind="",
                           ca_pem=fleet.ca_pem)
         assert "CA key" in refused.value.message and "\n" not in refused.value.message
-        workers = [t for t in set(threading.enumerate()) - before if t.name.startswith("ca-server_")]
+        workers = threads_started_since(before, "ca-server_")
         assert workers
     finally:
         server.stop(0)
     # The handler pool is ca-server's own (greeter/server.py worker_pool): stop() ends its threads.
-    for worker in workers:
-        worker.join(timeout=10)
-        assert not worker.is_alive()
+    assert_threads_end(workers)
     # The refused request spent nothing: a replica that can sign enrolls with the same token.
     assert client.enroll(fleet.two.enroll, token=late, csr_pem=workload.new_key_and_csr("unsigned").csr_pem,
                          kind="", ca_pem=fleet.ca_pem).name == "unsigned"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from greeter_support import Files
+from support import assert_threads_end, threads_started_since
 
 from grpcpki.engine import KeyMismatchError
 from grpcpki.greeter import ClientConfig, GreeterClient, GreeterError, GreeterServer, ServerConfig, TlsFiles
@@ -159,14 +160,12 @@ def test_handler_threads_start_on_demand_and_end_at_stop() -> None:
     server = GreeterServer(ServerConfig(listen="127.0.0.1:0", mode="plaintext"))
     info = server.start()
     try:
-        assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("greeter_")]
+        assert not threads_started_since(before, "greeter_")
         with grpc.insecure_channel(f"127.0.0.1:{info.port}") as channel:
             reply = helloworld_pb2_grpc.GreeterStub(channel).SayHello(helloworld_pb2.HelloRequest(name="pool"))
         assert reply.message == "Hello pool"
-        workers = [t for t in set(threading.enumerate()) - before if t.name.startswith("greeter_")]
+        workers = threads_started_since(before, "greeter_")
         assert workers
     finally:
         server.stop(0)
-    for worker in workers:
-        worker.join(timeout=10)
-        assert not worker.is_alive()
+    assert_threads_end(workers)
