@@ -200,9 +200,10 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
 
 
-@pytest.fixture
-def postgres_db(postgres: PostgresServer) -> Iterator[str]:
-    """A new, empty database on the session's server for one test; its name. Dropped afterwards."""
+@contextlib.contextmanager
+def throwaway_database(postgres: PostgresServer) -> Iterator[str]:
+    """A new, empty database on ``postgres`` for the block; its name. Dropped afterwards, with
+    the connections a test or a killed server left open."""
     require_psycopg()
     import psycopg
 
@@ -223,6 +224,13 @@ def postgres_db(postgres: PostgresServer) -> Iterator[str]:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.1)
+
+
+@pytest.fixture
+def postgres_db(postgres: PostgresServer) -> Iterator[str]:
+    """A new, empty database on the session's server for one test; its name. Dropped afterwards."""
+    with throwaway_database(postgres) as name:
+        yield name
 
 
 def require_psycopg() -> None:

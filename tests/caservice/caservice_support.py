@@ -112,3 +112,10 @@ def service(setup: Setup) -> CaService:
 
 def file_mode(path: Path) -> int:
     return os.stat(path).st_mode & 0o777
+
+
+def stop_all(services: list[CaService]) -> None:
+    """SIGKILL every replica still running: a module's fleet, at teardown (before its database goes)."""
+    for service in services:
+        if service.proc.poll() is None:
+            service.stop(signal.SIGKILL)

@@ -9,9 +9,7 @@ processes logged in to it at once. One fleet per module (the suite is over its t
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,12 +22,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from caservice_support import CaService, start_ca_server
+from caservice_support import CaService, start_ca_server, stop_all
 from grpcpki.caservice import client
 from grpcpki.engine import workload
 from grpcpki.engine.enrollment import create_token
 from grpcpki.engine.pki import Pki
-from pg_support import PostgresServer, require_psycopg, restart_postgres
+from pg_support import PostgresServer, restart_postgres, throwaway_database
 from support import run_grpcpki
 
 # The SoftHSM2 helpers of tests/hsm (not a conftest there, so not on sys.path unless that folder is collected).
@@ -54,9 +52,6 @@ def token_fleet(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFacto
     require("SoftHSM2 is not installed (no softhsm2-util on PATH)", shutil.which("softhsm2-util") is not None)
     require(f"SoftHSM2's PKCS#11 module {MODULE} is missing", MODULE.is_file())
     require("python-pkcs11 is not installed", importlib.util.find_spec("pkcs11") is not None)
-    require_psycopg()
-    import psycopg
-
     tmp = tmp_path_factory.mktemp("token-replicas")
     (tmp / "softhsm" / "tokens").mkdir(parents=True)
     conf = tmp / "softhsm" / "softhsm2.conf"
@@ -68,31 +63,25 @@ def token_fleet(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFacto
     hsm = SoftHsm(tmp / "softhsm", conf, pin_file)
     hsm.init_token("grpcpki-test")
 
-    database = f"tokenreplicas{os.getpid()}"
-    with psycopg.connect(postgres.conninfo(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-    url = postgres.url(database)
-    env = hsm.env(GRPCPKI_DB=url)
-    patch = pytest.MonkeyPatch()
-    patch.setenv("GRPCPKI_DB", url)  # in-process token creation writes to the shared inventory
-    operator = tmp / "operator"
-    started: list[CaService] = []
-    try:
-        for args in (("init-ca", "--name", "Token CA", "--key-uri", uri("ca")), ("issue", "server", "localhost")):
-            result = run_grpcpki("--pki", str(operator), *args, cwd=tmp, env=env)
-            assert result.code == 0 and PIN not in result.output, result.output
-        machines = [tmp / "machine-a", tmp / "machine-b"]
-        for machine, replica in zip(machines, ("r1", "r2"), strict=True):
-            shutil.copytree(operator, machine)
-            started.append(start_ca_server(tmp, machine, replica=replica, env=env))
-        yield TokenFleet(tmp, operator, machines, started, env, (operator / "ca.crt").read_bytes())
-    finally:
-        for service in started:
-            if service.proc.poll() is None:
-                service.stop(signal.SIGKILL)
-        patch.undo()
-        with psycopg.connect(postgres.conninfo(), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with throwaway_database(postgres) as database:
+        url = postgres.url(database)
+        env = hsm.env(GRPCPKI_DB=url)
+        patch = pytest.MonkeyPatch()
+        patch.setenv("GRPCPKI_DB", url)  # in-process token creation writes to the shared inventory
+        operator = tmp / "operator"
+        started: list[CaService] = []
+        try:
+            for args in (("init-ca", "--name", "Token CA", "--key-uri", uri("ca")), ("issue", "server", "localhost")):
+                result = run_grpcpki("--pki", str(operator), *args, cwd=tmp, env=env)
+                assert result.code == 0 and PIN not in result.output, result.output
+            machines = [tmp / "machine-a", tmp / "machine-b"]
+            for machine, replica in zip(machines, ("r1", "r2"), strict=True):
+                shutil.copytree(operator, machine)
+                started.append(start_ca_server(tmp, machine, replica=replica, env=env))
+            yield TokenFleet(tmp, operator, machines, started, env, (operator / "ca.crt").read_bytes())
+        finally:
+            stop_all(started)
+            patch.undo()
 
 
 def _openssl_verify(ca: Path, leaf: Path, crl: Path) -> subprocess.CompletedProcess[str]:

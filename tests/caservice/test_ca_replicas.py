@@ -9,7 +9,6 @@ the last one kills a replica.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import threading
@@ -21,7 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from caservice_support import CaService, start_ca_server
+from caservice_support import CaService, start_ca_server, stop_all
 from grpcpki.caservice import client
 from grpcpki.caservice.server import CaServer, CaServerConfig
 from grpcpki.engine import workload
@@ -30,7 +29,7 @@ from grpcpki.engine.enrollment import create_token, store_for
 from grpcpki.engine.pki import Pki
 from grpcpki.engine.revocation import revoked_serials
 from grpcpki.greeter.files import TlsFiles
-from pg_support import PostgresServer, postgres_down, require_psycopg
+from pg_support import PostgresServer, postgres_down, throwaway_database
 from support import assert_clean_error, assert_threads_end, run_grpcpki, threads_started_since, tree
 
 RATE = 3  # --rate-limit of both replicas, per identity and hour
@@ -56,38 +55,29 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    require_psycopg()
-    import psycopg
-
-    database = f"replicas{os.getpid()}"
-    with psycopg.connect(postgres.conninfo(), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
-    url = postgres.url(database)
-    # In-process engine calls (tokens, checks) use the shared inventory too.
-    patch = pytest.MonkeyPatch()
-    patch.setenv("GRPCPKI_DB", url)
-    tmp = tmp_path_factory.mktemp("replicas")
-    operator = tmp / "operator"
-    started: list[CaService] = []
-    try:
-        for args in (("init-ca", "--name", "Service CA"), ("issue", "server", "localhost")):
-            result = run_grpcpki("--db", url, "--pki", str(operator), *args, cwd=tmp)
-            assert result.code == 0, result.output
-        # What an operator does for each new replica machine (docs/team.md): copy the PKI directory.
-        machines = {m: tmp / m for m in ("machine-a", "machine-b")}
-        for path in machines.values():
-            shutil.copytree(operator, path)
-        for replica, machine in (("r1", "machine-a"), ("r2", "machine-b")):
-            started.append(start_ca_server(tmp, machines[machine], "--rate-limit", f"{RATE}/1h", replica=replica,
-                                           env={"GRPCPKI_DB": url}))
-        yield Fleet(url, operator, machines, started[0], started[1], (operator / "ca.crt").read_bytes())
-    finally:
-        for service in started:
-            if service.proc.poll() is None:
-                service.stop(signal.SIGKILL)
-        patch.undo()
-        with psycopg.connect(postgres.conninfo(), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    with throwaway_database(postgres) as database:
+        url = postgres.url(database)
+        # In-process engine calls (tokens, checks) use the shared inventory too.
+        patch = pytest.MonkeyPatch()
+        patch.setenv("GRPCPKI_DB", url)
+        tmp = tmp_path_factory.mktemp("replicas")
+        operator = tmp / "operator"
+        started: list[CaService] = []
+        try:
+            for args in (("init-ca", "--name", "Service CA"), ("issue", "server", "localhost")):
+                result = run_grpcpki("--db", url, "--pki", str(operator), *args, cwd=tmp)
+                assert result.code == 0, result.output
+            # What an operator does for each new replica machine (docs/team.md): copy the PKI directory.
+            machines = {m: tmp / m for m in ("machine-a", "machine-b")}
+            for path in machines.values():
+                shutil.copytree(operator, path)
+            for replica, machine in (("r1", "machine-a"), ("r2", "machine-b")):
+                started.append(start_ca_server(tmp, machines[machine], "--rate-limit", f"{RATE}/1h",
+                                               replica=replica, env={"GRPCPKI_DB": url}))
+            yield Fleet(url, operator, machines, started[0], started[1], (operator / "ca.crt").read_bytes())
+        finally:
+            stop_all(started)
+            patch.undo()
 
 
 def _enroll_or_code(target: str, token: str, name: str, ca_pem: bytes) -> client.Response | str:
