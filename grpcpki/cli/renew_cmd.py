@@ -292,7 +292,7 @@ def _dry_run(
 ) -> bool:
     """What a pass would renew, streamed from the inventory: a line per certificate that is due
     and one summary line, never a line per certificate skipped (100,000 of them, issue 10)."""
-    from grpcpki.engine.rotation import RenewDecision, needs_new_csr, plan_renewals, renew_after, renewal_due
+    from grpcpki.engine.rotation import RenewDecision, due_reason, needs_new_csr, plan_renewals, renew_after
 
     pki = app.pki()
     now = datetime.now(UTC)
@@ -304,12 +304,12 @@ def _dry_run(
 
         def stream() -> Iterator[RenewDecision]:
             for record in pki.inventory.iter_records(kinds=("server", "client")):
-                due, reason = renewal_due(record, current_generation=generation, within=within, now=now)
-                if needs_new_csr(record):  # never forced: grpcpki has no key for it
-                    due, force_it = False, False
-                else:
-                    force_it = force
-                yield RenewDecision(record, due or force_it, reason if due or not force_it else "forced")
+                if needs_new_csr(record):  # never renewed here, never forced: grpcpki has no key for it
+                    yield RenewDecision(record, False, "")
+                    continue
+                reason = due_reason(record, current_generation=generation, within=within, now=now)
+                # A certificate that is not due is only counted (never worded) unless forced.
+                yield RenewDecision(record, reason is not None or force, reason or ("forced" if force else ""))
 
         decisions = stream()
     due_count = skipped = 0

@@ -25,10 +25,10 @@ import os
 import socket
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -115,6 +115,15 @@ class Record:
         """The serial as `openssl x509 -noout -serial` prints it: uppercase hex, whole bytes."""
         return openssl_serial(self.serial)
 
+    @property
+    def has_key(self) -> bool:
+        """Does the row name a private key file? (Not a leaf signed from a CSR: its key stays with
+        whoever sent the CSR.) Answered without building the Path when it was not needed yet."""
+        stored = self.__dict__.get("_stored_paths")
+        if stored is not None and "key_path" not in self.__dict__:
+            return bool(stored[3])
+        return self.key_path is not None
+
     def state(self, now: datetime | None = None) -> str:
         """The status, except that an active certificate past its notAfter is "expired"."""
         return _state(self.status, self.not_after, now)
@@ -122,6 +131,22 @@ class Record:
     def days_left(self, now: datetime | None = None) -> int:
         """Whole days until notAfter (negative once expired), rounded down."""
         return _days_left(self.not_after, now)
+
+    if not TYPE_CHECKING:  # hidden from mypy: it would make every attribute of a Record legal
+
+        def __getattr__(self, attribute: str) -> Path | None:
+            # Only a Record read from the database (Inventory._row) gets here, the first time one
+            # of its three paths is asked for: the Path is built then, from the stored text, and
+            # kept. A plan of `renew --all` reads 10,000 rows and most never need their paths
+            # (building three Paths was a third of the cost of a row: docs/performance.md).
+            index = _PATH_FIELDS.get(attribute)
+            stored = self.__dict__.get("_stored_paths")
+            if index is None or stored is None:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {attribute!r}")
+            value = stored[index]
+            path = None if not value else stored[0] / value
+            self.__dict__[attribute] = path
+            return path
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -145,6 +170,12 @@ class Record:
             "revocation_reason": self.revocation_reason,
             "created_at": self.created_at,
         }
+
+
+# Record's path fields -> their place in Record.__dict__["_stored_paths"] (after the root).
+_PATH_FIELDS = {"cert_path": 1, "chain_path": 2, "key_path": 3}
+# The columns Inventory._row reads, in Record's field order (the table's ``origin`` is not one).
+RECORD_COLUMNS = [certificates.c[f.name] for f in fields(Record)]
 
 
 @dataclass(frozen=True)
@@ -396,32 +427,24 @@ class Inventory:
 
     # -- reads ----------------------------------------------------------------------------
     def _row(self, row: Any) -> Record:
-        def path(value: str | None) -> Path | None:
-            return self.root / value if value else None
+        """A row of :data:`RECORD_COLUMNS` as a Record: the same values its constructor would hold.
 
-        return Record(
-            id=row.id,
-            serial=row.serial,
-            kind=row.kind,
-            name=row.name,
-            subject=row.subject,
-            sans=_string_list(row.sans),
-            issuer=row.issuer,
-            not_before=_moment(row.not_before),
-            not_after=_moment(row.not_after),
-            fingerprint=row.fingerprint,
-            key_type=row.key_type,
-            status=row.status,
-            eku=_string_list(row.eku),
-            ca_generation=row.ca_generation,
-            cert_path=path(row.cert_path),
-            chain_path=path(row.chain_path),
-            key_path=path(row.key_path),
-            superseded_by=row.superseded_by,
-            revoked_at=_moment(row.revoked_at) if row.revoked_at else None,
-            revocation_reason=row.revocation_reason,
-            created_at=_moment(row.created_at),
+        Read by position, and the Record filled in directly rather than through the frozen
+        dataclass's ``__init__``: a plan of ``renew --all`` reads every active leaf, and naming the
+        21 columns of a SQLAlchemy row (~6 us) and ``__init__`` (~2 us) were half of a row's cost.
+        The three paths are built on first use (``Record.__getattr__``).
+        """
+        (record_id, serial, kind, name, subject, sans, issuer, not_before, not_after, fingerprint, key_type, status,
+         eku, ca_generation, cert_path, chain_path, key_path, superseded_by, revoked_at, reason, created_at) = row
+        record = object.__new__(Record)
+        record.__dict__.update(
+            id=record_id, serial=serial, kind=kind, name=name, subject=subject, sans=_string_list(sans), issuer=issuer,
+            not_before=_moment(not_before), not_after=_moment(not_after), fingerprint=fingerprint, key_type=key_type,
+            status=status, eku=_string_list(eku), ca_generation=ca_generation, superseded_by=superseded_by,
+            revoked_at=_moment(revoked_at) if revoked_at else None, revocation_reason=reason,
+            created_at=_moment(created_at), _stored_paths=(self.root, cert_path, chain_path, key_path),
         )
+        return record
 
     def query(
         self,
@@ -455,7 +478,7 @@ class Inventory:
         Reads through the (status, not_after) index when statuses are given, so the expiry order
         and an ``expiring_before`` bound cost no sort. The rows are read from one snapshot.
         """
-        stmt = self._select(list(certificates.c), kinds, statuses, name, expiring_before, ca_generation, limit)
+        stmt = self._select(RECORD_COLUMNS, kinds, statuses, name, expiring_before, ca_generation, limit)
         for row in self._stream(stmt):
             yield self._row(row)
 
@@ -555,7 +578,7 @@ class Inventory:
         return int(self._conn.execute(stmt).scalar() or 0)
 
     def _one(self, *where: sa.ColumnElement[bool]) -> Record | None:
-        row = self._conn.execute(sa.select(certificates).where(*where)).first()
+        row = self._conn.execute(sa.select(*RECORD_COLUMNS).where(*where)).first()
         return self._row(row) if row is not None else None
 
     def by_serial(self, serial: str) -> Record | None:
@@ -571,7 +594,7 @@ class Inventory:
         if kind is not None:
             return self._one(c.name == name, c.kind == kind, c.status == "active")
         rows = self._conn.execute(
-            sa.select(certificates).where(c.name == name, c.status == "active", c.kind.in_(["server", "client"]))
+            sa.select(*RECORD_COLUMNS).where(c.name == name, c.status == "active", c.kind.in_(["server", "client"]))
             .order_by(c.kind.desc())
         ).all()
         if len(rows) > 1:

@@ -44,8 +44,29 @@ class San:
         return self.kind == "uri" and self.value.startswith("spiffe://")
 
 
+# A DNS name that is already in its normalised form: lowercase LDH labels of 1 to 63 characters,
+# no wildcard, no trailing dot. validate_dns_name returns such a name unchanged once it has also
+# checked what a regular expression does not say (the length, an all-numeric last label, "xn--").
+_PLAIN_DNS_NAME = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+
+
 def validate_dns_name(name: str, *, allow_wildcard: bool = True) -> str:
     """Return the normalised (lowercase, A-label) form of a DNS name or raise InvalidNameError."""
+    if (
+        _PLAIN_DNS_NAME.match(name)
+        and len(name) <= _MAX_DNS_LENGTH
+        and "xn--" not in name
+        and not name.rpartition(".")[2].isdigit()
+    ):
+        # The common case, in one C call instead of a loop over the labels (a renewal of 10,000
+        # certificates checks 20,000 names): names _checked_dns_name accepts unchanged.
+        # tests/hostile/test_properties.py holds the two to the same answers.
+        return name
+    return _checked_dns_name(name, allow_wildcard=allow_wildcard)
+
+
+def _checked_dns_name(name: str, *, allow_wildcard: bool) -> str:
+    """validate_dns_name label by label: every rule, and the error that names the broken one."""
     original = name
     if not name:
         raise InvalidNameError("empty DNS name", "give a host name such as api.example.com")
@@ -160,8 +181,22 @@ def is_ip(host: str) -> bool:
     return True
 
 
+# A SPIFFE ID the checks below accept: a trust domain of 1 to 255 allowed characters, then path
+# segments of allowed characters, none of them "." or "..". (The 2048-byte cap is checked apart.)
+_PLAIN_SPIFFE_ID = re.compile(r"spiffe://[a-z0-9._-]{1,255}(?:/(?!\.\.?(?:/|\Z))[A-Za-z0-9._-]+)*\Z")
+
+
 def validate_spiffe_id(text: str) -> str:
     """Validate a SPIFFE ID per the SPIFFE-ID specification; return it unchanged."""
+    if len(text) <= _SPIFFE_MAX_LENGTH and _PLAIN_SPIFFE_ID.match(text):
+        # The common case in one C call (ASCII only, so characters are bytes): IDs _checked_spiffe_id
+        # accepts. tests/hostile/test_properties.py holds the two to the same answers.
+        return text
+    return _checked_spiffe_id(text)
+
+
+def _checked_spiffe_id(text: str) -> str:
+    """validate_spiffe_id part by part: every rule, and the error that names the broken one."""
     if not text.startswith("spiffe://"):
         raise InvalidNameError(
             f"{text!r} is not a SPIFFE ID", "a SPIFFE ID looks like spiffe://example.org/ns/default/sa/web"
@@ -278,7 +313,9 @@ def validate_uri(text: str) -> str:
     """
     if len(text) > _MAX_URI_LENGTH:
         raise InvalidNameError(f"URI is longer than {_MAX_URI_LENGTH} characters: {text[:40]!r}...")
-    if not text.isascii() or any(ch.isspace() or not ch.isprintable() for ch in text):
+    # In ASCII every white-space character but the space is also a control character (not
+    # printable): one pass over the text in C instead of two calls per character in Python.
+    if not text.isascii() or not text.isprintable() or " " in text:
         raise InvalidNameError(
             f"URI {text!r} has spaces, control or non-ASCII characters", "percent-encode them, RFC 3986 section 2.1"
         )

@@ -49,7 +49,7 @@ from grpcpki.engine.pki import (
 from grpcpki.engine.profiles import Role
 # The renewal rule lives on its own, free of cryptography and SQLAlchemy: `grpcpki apply`'s
 # no-op path applies it to plain inventory rows (grpcpki/engine/applyplan.py).
-from grpcpki.engine.renewal_rules import renew_after, renewal_due
+from grpcpki.engine.renewal_rules import due_reason, renew_after, renewal_due
 from grpcpki.engine.revocation import CrlSummary, crl_path, refresh_crl_if_due, write_crl
 from grpcpki.engine.storage import PUBLIC_FILE_MODE, read_file
 
@@ -115,15 +115,22 @@ def plan_renewals(
             if needs_new_csr(record):
                 raise RotationError(f"{record.name!r} {CSR_RENEWAL_REASON}", csr_renewal_hint(record))
     generation = pki.generation
+    moment = now or datetime.now(UTC)
     decisions = []
     for record in records:
-        due, reason = renewal_due(record, current_generation=generation, within=within, now=now)
         if needs_new_csr(record):
+            _due, reason = renewal_due(record, current_generation=generation, within=within, now=moment)
             decisions.append(RenewDecision(record, False, f"{CSR_RENEWAL_REASON} ({csr_renewal_hint(record)}); {reason}"))
             continue
-        if force and not due:
-            due, reason = True, "forced"
-        decisions.append(RenewDecision(record, due, reason))
+        # The words for "not due" (two dates formatted, ~4 us) only where they are kept: not under --force.
+        due_why = due_reason(record, current_generation=generation, within=within, now=moment)
+        if due_why is not None:
+            decisions.append(RenewDecision(record, True, due_why))
+        elif force:
+            decisions.append(RenewDecision(record, True, "forced"))
+        else:
+            decisions.append(RenewDecision(record, *renewal_due(record, current_generation=generation, within=within,
+                                                                now=moment)))
     return decisions
 
 
@@ -132,7 +139,7 @@ CSR_RENEWAL_REASON = "was signed from a CSR, so renewing it needs a new CSR from
 
 def needs_new_csr(record: Record) -> bool:
     """A leaf signed from a CSR: the inventory has no key for it."""
-    return record.is_leaf and record.key_path is None
+    return record.is_leaf and not record.has_key
 
 
 def csr_renewal_hint(record: Record) -> str:
@@ -998,6 +1005,7 @@ __all__ = [
     "RotationState",
     "RotationStatus",
     "begin_rotation",
+    "due_reason",
     "finish_rotation",
     "lifetime_days",
     "old_generation_leaves",

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import string
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from grpcpki.cli import main
@@ -26,7 +26,16 @@ from grpcpki.engine.certs import cert_infos, leaf_sans, load_certificates
 from grpcpki.engine.durations import MAX_DURATION, format_duration, parse_days, parse_duration
 from grpcpki.engine.errors import GrpcpkiError, InvalidNameError
 from grpcpki.engine.keys import key_protection, load_private_key
-from grpcpki.engine.names import parse_san, validate_ca_name, validate_dns_name, validate_ip, validate_uri
+from grpcpki.engine.names import (
+    _checked_dns_name,
+    _checked_spiffe_id,
+    parse_san,
+    validate_ca_name,
+    validate_dns_name,
+    validate_ip,
+    validate_spiffe_id,
+    validate_uri,
+)
 from grpcpki.engine.pem import split_pem
 from hostile_support import count
 from support import run_grpcpki
@@ -124,6 +133,69 @@ def test_accepted_dns_names_are_idna_round_trips(name: str) -> None:
         if label.startswith("xn--"):
             assert idna.encode(idna.decode(label)).decode() == label
     assert len(value) <= 253
+
+
+def _outcome(check: Callable[[], str]) -> tuple[str, ...]:
+    """What a validator answered: the value it returned, or its error's message and hint."""
+    try:
+        return ("accepted", check())
+    except InvalidNameError as exc:
+        return ("refused", exc.message, exc.hint or "")
+
+
+# The one-regex fast paths of validate_dns_name and validate_spiffe_id (issue 10: a renewal of
+# 10,000 leaves checks their 30,000 stored SANs again) answer exactly as the full checks would.
+long_labels = st.integers(1, 70).map(lambda n: "a" * n)
+fast_path_names = st.one_of(
+    dns_names, dns_names.map(str.upper), tricky_text,
+    st.lists(st.one_of(labels, long_labels), min_size=1, max_size=6).map(".".join),
+    st.integers(240, 260).map(lambda n: ("a" * 62 + ".") * (n // 63) + "b" * (n % 63 or 1)),
+)
+spiffe_ids = st.builds(
+    lambda domain, segments: "spiffe://" + domain + "".join("/" + s for s in segments),
+    st.one_of(st.from_regex(r"[a-z0-9._-]{1,12}", fullmatch=True), tricky_text,
+              st.sampled_from(["", "Example.org", "a" * 255, "a" * 256, "ex.org:8443", "u@ex.org"])),
+    st.lists(st.one_of(st.from_regex(r"[A-Za-z0-9._-]{1,8}", fullmatch=True),
+                       st.sampled_from([".", "..", "...", ".a", "..b", "", "a" * 2040]), tricky_text), max_size=4),
+)
+
+
+@settings(max_examples=300)
+@given(fast_path_names, st.booleans())
+@example("a" * 63 + ".example", True)
+@example("a" * 64 + ".example", True)
+@example("b." + "a" * 64, True)
+@example(".".join(["a" * 63] * 4)[:253], True)
+@example(".".join(["a" * 63] * 4)[:254], True)
+@example("svc-00001.internal", True)
+@example("svc.123", True)
+@example("123.svc", True)
+@example("xn--bcher-kva.example", True)
+@example("a.xn--zz", True)
+@example("Svc.Example", True)
+@example("*.svc.example", False)
+def test_the_fast_dns_check_answers_as_the_full_one(name: str, allow_wildcard: bool) -> None:
+    count("engine: validate_dns_name, fast path vs full")
+    assert _outcome(lambda: validate_dns_name(name, allow_wildcard=allow_wildcard)) == _outcome(
+        lambda: _checked_dns_name(name, allow_wildcard=allow_wildcard)
+    )
+
+
+@settings(max_examples=300)
+@given(spiffe_ids)
+@example("spiffe://example.org/svc-00001")
+@example("spiffe://example.org/./a")
+@example("spiffe://example.org/../a")
+@example("spiffe://example.org/.../a")
+@example("spiffe://example.org/a/")
+@example("spiffe://example.org//a")
+@example("spiffe://" + "a" * 255 + "/x")
+@example("spiffe://" + "a" * 256 + "/x")
+@example("spiffe://example.org/" + "a" * 2028)
+@example("spiffe://example.org/" + "a" * 2027)
+def test_the_fast_spiffe_check_answers_as_the_full_one(text: str) -> None:
+    count("engine: validate_spiffe_id, fast path vs full")
+    assert _outcome(lambda: validate_spiffe_id(text)) == _outcome(lambda: _checked_spiffe_id(text))
 
 
 @settings(max_examples=400)

@@ -5,15 +5,18 @@ savepoints of a batch and the commit marker are exercised in-process on both."""
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from grpcpki.engine import AlreadyExistsError, InvalidNameError, Pki, Role
+from grpcpki.engine import AlreadyExistsError, InvalidNameError, KeyType, Pki, Role
+from grpcpki.engine.keys import generate_key
 from grpcpki.engine.pki import LeafRequest
-from grpcpki.engine.rotation import renew
+from grpcpki.engine.rotation import needs_new_csr, renew
 
 
 @pytest.fixture
@@ -91,3 +94,31 @@ def test_renew_all_supersedes_and_archives(pki: Pki) -> None:
         again = pki.inventory.by_serial(record.serial)
         assert again is not None and again.status == "superseded"
     assert len(pki.records()) == 5
+
+
+def test_records_read_back_equal_the_records_written(pki: Pki) -> None:
+    """Inventory._row fills a Record in without its __init__ and builds its paths on first use
+    (issue 10): field for field, it is the Record the write returned, on both backends."""
+    written = pki.issue_many([
+        LeafRequest(Role.SERVER, "svc-a", sans=["10.0.0.1"]),
+        LeafRequest(Role.CLIENT, "svc-b", sans=["spiffe://example.org/b"]),
+    ])
+    with pki.transaction():  # a leaf signed from a CSR: no key.pem, so no key_path
+        written.append(pki.store_leaf(pki.signing_ca().issue(
+            Role.CLIENT, "from-csr", public_key=generate_key(KeyType.ECDSA_P256).public_key())))
+    read = {record.name: record for record in pki.records()}
+    # A copy made before any path was asked for (what a forked signing worker inherits).
+    copies = {name: pickle.loads(pickle.dumps(record)) for name, record in read.items()}
+    assert read.keys() == {"svc-a", "svc-b", "from-csr"}
+    for record in written:
+        assert copies[record.name] == record and copies[record.name].chain_path == record.chain_path
+        again = read[record.name]
+        # has_key first, before anything builds the key's Path.
+        assert again.has_key is (record.name != "from-csr") is (again.key_path is not None)
+        assert needs_new_csr(again) is (record.name == "from-csr")
+        assert again == record and hash(again) == hash(record) and repr(again) == repr(record)
+        assert again.to_dict() == record.to_dict()
+        assert isinstance(again.cert_path, Path) and again.cert_path.is_file()
+        assert dataclasses.replace(again) == record
+    with pytest.raises(AttributeError):
+        read["svc-a"].no_such_field  # type: ignore[attr-defined]  # noqa: B018
