@@ -330,6 +330,7 @@ class CA:
         # Issuers above this CA, nearest first, ending at the root.
         self._parents = tuple(parents)
         self.info = info_from_certificate(certificate)
+        self._signature_algorithms: dict[type, str] = {}
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -434,6 +435,23 @@ class CA:
         # The key never changes, nor the hash it signs with: asked once, not per certificate.
         return signature_hash(self._key)
 
+    @functools.cached_property
+    def _authority_key_id_text(self) -> str | None:
+        key_id = self._authority_key_id.key_identifier
+        return _hex(key_id) if key_id else None
+
+    def _signature_algorithm(self, subject_key_class: type) -> str:
+        """CertInfo.signature_algorithm of a leaf this CA signs for a key of that class
+        (info_from_certificate's words), worked out once per class."""
+        names = self._signature_algorithms
+        name = names.get(subject_key_class)
+        if name is None:
+            sig_hash = self._signature_hash
+            name = names[subject_key_class] = (
+                f"{subject_key_class.__name__.replace('PublicKey', '')}-{sig_hash.name}" if sig_hash else "ed25519"
+            )
+        return name
+
     @property
     def parents_pem(self) -> bytes:
         return certificates_pem(self._parents)
@@ -487,17 +505,17 @@ class CA:
         requested_end = start + profiles.BACKDATE + timedelta(days=days)
         end = self._clamp_not_after(requested_end, what="certificate")
         key: PrivateKey | None = None
+        new_key_type = (key_type or KeyType.ECDSA_P256) if public_key is None and key_pem is None else None
         if public_key is None:
-            key = (
-                load_private_key(key_pem, source="existing key")
-                if key_pem is not None
-                else generate_key(key_type or KeyType.ECDSA_P256)
-            )
+            key = load_private_key(key_pem, source="existing key") if new_key_type is None else generate_key(new_key_type)
         subject_key = public_key if public_key is not None else key.public_key()  # type: ignore[union-attr]
+        # A key made here is of the type asked for: KeyType's values are describe_key's words for it.
+        key_words = new_key_type.value if new_key_type is not None else describe_key(subject_key)
         subject = _name(name, None)
         serial = x509.random_serial_number()
         # The profile's extensions are immutable values, built once per kind of leaf (_leaf_key_usage, _leaf_eku).
-        key_usage, key_usage_names = _leaf_key_usage(role, isinstance(subject_key, rsa.RSAPublicKey))
+        rsa_key = new_key_type.is_rsa if new_key_type is not None else isinstance(subject_key, rsa.RSAPublicKey)
+        key_usage, key_usage_names = _leaf_key_usage(role, rsa_key)
         eku, eku_names = _leaf_eku(role, also_client, also_server, any(s.is_spiffe for s in final_sans))
         ski = x509.SubjectKeyIdentifier.from_public_key(subject_key)
         aki = self._authority_key_id
@@ -522,8 +540,9 @@ class CA:
         # The inventory row's facts come from the values just signed, not from parsing the new
         # DER back (info_from_certificate was ~13% of a batch apply: bench/apply.py).
         # tests/engine/test_leaf_info.py proves both give the same CertInfo for every profile.
+        subject_text = _leaf_subject_text(subject, name)
         info = CertInfo(
-            subject=_leaf_subject_text(subject, name),
+            subject=subject_text,
             common_name=name,
             issuer=self.info.subject,
             serial=serial,
@@ -531,18 +550,18 @@ class CA:
             not_before=start.astimezone(UTC).replace(microsecond=0),
             not_after=end.astimezone(UTC).replace(microsecond=0),
             sans=tuple(s for s in final_sans if s.kind in ("dns", "ip", "uri")),
-            key_type=describe_key(subject_key),
-            signature_algorithm=(
-                f"{type(subject_key).__name__.replace('PublicKey', '')}-{sig_hash.name}" if sig_hash else "ed25519"
-            ),
+            key_type=key_words,
+            signature_algorithm=self._signature_algorithm(type(subject_key)),
             is_ca=False,
             path_len=None,
             key_usage=key_usage_names,
             extended_key_usage=eku_names,
             fingerprint_sha256=_pem_fingerprint(cert_pem),
             subject_key_id=_hex(ski.digest),
-            authority_key_id=_hex(aki.key_identifier) if aki.key_identifier else None,
-            self_signed=subject == self._cert.subject,
+            authority_key_id=self._authority_key_id_text,
+            # A leaf's subject is one RDN holding its CN, so it equals the CA's subject exactly when
+            # their RFC 4514 texts are equal (cryptography's, or _leaf_subject_text's same words).
+            self_signed=subject_text == self.info.subject,
             has_san_extension=True,
             basic_constraints_critical=True,
             key_usage_critical=True,

@@ -34,6 +34,8 @@ def test_issued_info_equals_the_parsed_certificate(key_type: KeyType, intermedia
         # Characters RFC 4514 escapes in the subject's text (section 2.4), and the plain ones it does not.
         ca.issue(Role.CLIENT, '#a+b,c;d<e>f"g\\h', name_as_san=False, sans=["dns.example"]),
         ca.issue(Role.CLIENT, "svc_1@team.example-2", name_as_san=False, sans=["dns.example"]),
+        # Named as its CA: the subject equals the issuer (self_signed, by the name test alone).
+        ca.issue(Role.CLIENT, str(ca.info.common_name), name_as_san=False, sans=["dns.example"]),
         # A CSR's public key (the CA never sees its private key).
         ca.issue(Role.SERVER, "from-csr", public_key=generate_key(KeyType.RSA_2048).public_key()),
         # A `now` with microseconds and another time zone: the certificate keeps whole UTC seconds.
