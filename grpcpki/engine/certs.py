@@ -506,8 +506,10 @@ class CA:
         end = self._clamp_not_after(requested_end, what="certificate")
         key: PrivateKey | None = None
         new_key_type = (key_type or KeyType.ECDSA_P256) if public_key is None and key_pem is None else None
-        if public_key is None:
-            key = load_private_key(key_pem, source="existing key") if new_key_type is None else generate_key(new_key_type)
+        if new_key_type is not None:
+            key = generate_key(new_key_type)
+        elif public_key is None and key_pem is not None:
+            key = load_private_key(key_pem, source="existing key")
         subject_key = public_key if public_key is not None else key.public_key()  # type: ignore[union-attr]
         # A key made here is of the type asked for: KeyType's values are describe_key's words for it.
         key_words = new_key_type.value if new_key_type is not None else describe_key(subject_key)
