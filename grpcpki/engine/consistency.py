@@ -124,11 +124,17 @@ UNKNOWN_ORIGIN = "another PKI directory (a row from before grpcpki recorded wher
 
 
 # -- the checks ---------------------------------------------------------------------------------------
-def _walk_files(root: Path) -> Iterator[Path]:
+def _walk_leftovers(root: Path) -> Iterator[Path]:
+    """Temp names no journal lists: ``.NAME.ID.tmp`` files, and archive folders built under
+    such a name (journal.py's StoreTransaction.archive), which are not walked into."""
     for directory, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d != JOURNAL_DIR]
-        for filename in filenames:
-            yield Path(directory) / filename
+        temps = {d for d in dirnames if d.startswith(".") and d.endswith(TEMP_SUFFIX)}
+        dirnames[:] = [d for d in dirnames if d != JOURNAL_DIR and d not in temps]
+        for name in sorted(temps):
+            yield Path(directory) / name
+        for name in filenames:
+            if name.startswith(".") and name.endswith((TEMP_SUFFIX, ".bak")):
+                yield Path(directory) / name
 
 
 def _leftovers(root: Path) -> list[StoreProblem]:
@@ -141,17 +147,17 @@ def _leftovers(root: Path) -> list[StoreProblem]:
         for path in pending_journals(root)
     ]
     pending = bool(problems)
-    for path in _walk_files(root):
-        name = path.name
-        # Temp files named in a pending journal are the journal's to resolve.
-        if name.endswith((TEMP_SUFFIX, ".bak")) and name.startswith(".") and not pending:
-            problems.append(
-                StoreProblem(
-                    "store-temp-file", f"{path.relative_to(root)} was left by an interrupted write",
-                    "`grpcpki doctor --store --repair` deletes it (the file it was meant to replace is intact)",
-                    str(path), repairable=True, severity="warning",
-                )
+    for path in _walk_leftovers(root) if not pending else ():
+        # (Temp names listed in a pending journal are the journal's to resolve.)
+        problems.append(
+            StoreProblem(
+                "store-temp-file", f"{path.relative_to(root)} was left by an interrupted write",
+                "`grpcpki doctor --store --repair` deletes it (the file it was meant to replace is intact)"
+                if not path.is_dir() else
+                "`grpcpki doctor --store --repair` deletes it (it holds links to files kept elsewhere)",
+                str(path), repairable=True, severity="warning",
             )
+        )
     for staging in root.parent.glob(f".{root.name}.new-*"):
         problems.append(
             StoreProblem(
@@ -362,7 +368,10 @@ def repair_store(pki: Pki) -> list[str]:
                 continue
             path = Path(problem.path)
             if problem.id == "store-temp-file":
-                path.unlink(missing_ok=True)
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
                 done.append(f"deleted {path}")
             elif problem.id == "store-staging-left":
                 shutil.rmtree(path, ignore_errors=True)

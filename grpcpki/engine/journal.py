@@ -13,20 +13,23 @@ removals) beside the inventory rows of one SQLite transaction. On commit:
 1. the intent journal ``PKI/.journal/ID.json`` lists every change (temp name -> final name)
    and is made durable;
 2. every new file is written to its temp name (``.NAME.ID.tmp`` beside its final path), and
-   every archive copy is a hard link to the file it preserves, then made durable (one
-   ``fsync`` per file and directory for a small change, one ``syncfs`` for a batch);
+   every archive copy is a hard link to the file it preserves (a leaf's archive folder
+   ``archive/NAME/SERIAL`` is built whole under its temp name, links and all), then made
+   durable (one ``fsync`` per file and directory for a small change, one ``syncfs`` for a batch);
 3. **commit point**: the rows and the marker ``meta['txn:ID']`` are committed in one database
    transaction (SQLite's, or PostgreSQL's for a shared inventory: the same rule, as the marker
    is a row like the others; there it is ``txn:ORIGIN:ID``, ORIGIN naming this PKI directory on
    this machine, so one operator's commit never deletes another's pending marker);
 4. the temp files are renamed over their final names in journal order (keys before
    certificates, so a hot-reloading server never pairs a new certificate with an old key),
+   each archive folder by one rename (not one per file: a third of the renames of `renew --all`),
    removed files are unlinked, the renames made durable, and the journal deleted.
 
 **Recovery rule.** The next process that takes the lock (or a reader that finds the lock
 free) replays every journal left behind: if its marker is in the inventory the change
 happened, so the remaining renames and removals are done (roll forward); if not, it never
-happened, so its temp files are deleted (roll back). Either way the journal goes. Final files
+happened, so its temp files (and temp archive folders) are deleted (roll back). Either way the
+journal goes. Final files
 are touched only after the commit point, so no SIGKILL leaves a file that disagrees with the
 rows for longer than until the next grpcpki command. ``init-ca --force`` builds the new PKI in
 a hidden sibling directory and swaps it in with one ``renameat2(RENAME_EXCHANGE)``; its
@@ -158,12 +161,13 @@ def exchange(a: Path, b: Path) -> bool:
 # -- one transaction ---------------------------------------------------------------------------------
 @dataclass
 class _Op:
-    kind: str  # "write" | "link" | "remove"
+    kind: str  # "write" | "link" | "remove" | "archive" (a folder of links: StoreTransaction.archive)
     final: str  # paths as text: Path arithmetic was a third of staging a batch of 10,000
     temp: str | None = None
     data: bytes | None = field(default=None, repr=False)
     mode: int = 0o644
     source: Path | None = None
+    sources: tuple[Path, ...] = ()  # an "archive" op's files, linked into it under their own names
     entry: list[str | None] | None = field(default=None, repr=False)
     # Written to its temp name by someone else (a worker process: deferred_write), or never:
     # listed in the journal, never staged by prepare().
@@ -181,8 +185,9 @@ class StoreTransaction:
 
     Use through ``Pki.transaction()`` (which holds the lock and the SQLite transaction):
     ``tx.write(path, data, mode)``, ``tx.link(source, path)`` (keep a file's current content under
-    a second name, e.g. in archive/), ``tx.remove(path)``; ``with tx.item(): ...`` undoes one
-    item's rows and files if it raises, so a batch can skip a failed item.
+    a second name), ``tx.archive(folder, sources)`` (keep several in a new folder: a leaf's
+    archive/NAME/SERIAL), ``tx.remove(path)``; ``with tx.item(): ...`` undoes one item's rows and
+    files if it raises, so a batch can skip a failed item.
     """
 
     def __init__(self, root: Path, inventory: Inventory) -> None:
@@ -215,20 +220,31 @@ class StoreTransaction:
     def remove(self, path: Path | str) -> None:
         self._add(_Op("remove", os.fspath(path)))
 
-    def deferred_write(self, path: Path | str, mode: int, *, link: bool = False, new_folder: bool = False) -> str:
-        """A new file (``link``: an archive link) that someone else makes at the returned temp
-        name, after :meth:`write_journal_now`: a worker process (engine/workers.py). A temp name
-        never written is harmless (the module docstring). ``new_folder``: its folder may be
-        missing, so write_journal_now makes it (a renewal's is there: no mkdir per certificate)."""
-        op = _Op("link" if link else "write", os.fspath(path), mode=mode, deferred=True, new_folder=new_folder)
+    def archive(self, folder: Path | str, sources: tuple[Path, ...]) -> None:
+        """The new folder ``folder`` will hold what each of ``sources`` holds now, under its own
+        name (hard links, as :meth:`link`). It is built whole under a temp name and put in place
+        by one rename: a renewal's archive/NAME/SERIAL costs one rename after the commit point,
+        not three. ``folder`` is new (a serial is archived once); were it there, the files are
+        filed into it one by one."""
+        self._add(_Op("archive", os.fspath(folder), sources=sources))
+
+    def deferred_archive(self, folder: Path | str) -> str:
+        """:meth:`archive` built by someone else (a worker process) at the returned temp name,
+        with :func:`stage_archive`, after :meth:`write_journal_now`; or never (nothing to keep)."""
+        op = _Op("archive", os.fspath(folder), deferred=True)
         self._add(op)
         assert op.temp is not None
         return op.temp
 
-    def final_of(self, temp: str) -> str:
-        """The final path of a temp name this transaction handed out."""
-        folder, name = os.path.split(temp)
-        return f"{folder}{os.sep}{name[1:-len(f'.{self.id}{TEMP_SUFFIX}')]}"
+    def deferred_write(self, path: Path | str, mode: int, *, new_folder: bool = False) -> str:
+        """A new file that someone else writes at the returned temp name, after
+        :meth:`write_journal_now`: a worker process (engine/workers.py). A temp name never
+        written is harmless (the module docstring). ``new_folder``: its folder may be missing,
+        so write_journal_now makes it (a renewal's is there: no mkdir per certificate)."""
+        op = _Op("write", os.fspath(path), mode=mode, deferred=True, new_folder=new_folder)
+        self._add(op)
+        assert op.temp is not None
+        return op.temp
 
     def write_journal_now(self) -> None:
         """Step 1 ahead of time, for a batch whose files others will stage: write the journal
@@ -258,6 +274,8 @@ class StoreTransaction:
         if op.kind == "write":
             assert op.data is not None
             _write_new(op.temp, op.data, op.mode, sync=sync, umask=umask)
+        elif op.kind == "archive":
+            stage_archive(op.temp, op.sources, umask, sync=sync)
         else:
             assert op.source is not None
             _link_or_copy(op.source, op.temp, sync=sync)
@@ -353,6 +371,8 @@ class StoreTransaction:
                 _sweep(Path(folder))
             self._stage(op, sync=small, umask=umask)
             directories.add(folder)
+            if op.kind == "archive":
+                directories.add(op.temp)  # its links are entries of the temp folder itself
         crash_point("sync staged files")
         _make_durable(self.root, directories, small)
         if early and not directories:
@@ -514,6 +534,9 @@ def roll_forward(root: Path, ops: list[list[str | None]]) -> None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(final_path)
             _rmdir_if_empty(root, Path(final_path).parent)
+        elif kind == "archive":
+            assert temp is not None
+            _put_folder(prefix + temp, final_path)
         else:
             assert temp is not None
             try:
@@ -530,8 +553,11 @@ def roll_forward(root: Path, ops: list[list[str | None]]) -> None:
 
 def roll_back(root: Path, ops: list[list[str | None]]) -> None:
     parents: set[Path] = set()
-    for _kind, temp, final in ops:
-        if temp is not None:
+    for kind, temp, final in ops:
+        if kind == "archive" and temp is not None:
+            # Links and copies of files still in use: removing these names loses nothing.
+            shutil.rmtree(root / temp, ignore_errors=True)
+        elif temp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(root / temp)
         if final is not None:
@@ -590,14 +616,40 @@ def stage_file(temp: str, data: bytes, mode: int, umask: int | None) -> None:
         _write_new(temp, data, mode, sync=False, umask=umask)
 
 
-def stage_folder(temp: str, umask: int | None) -> None:
-    """Make the folder of a deferred file (a renewal's archive/NAME/SERIAL) if it is missing."""
-    _ensure_dir_of(os.path.dirname(temp), umask)
+def stage_archive(temp: str, sources: tuple[Path, ...], umask: int | None, *, sync: bool = False) -> None:
+    """Build an archive folder (:meth:`StoreTransaction.archive`) at its temp name: the folder,
+    its parent if missing (archive/NAME on a first renewal), and a link to each source."""
+    try:
+        os.mkdir(temp, PRIVATE_DIR_MODE)
+    except FileNotFoundError:
+        ensure_dir(Path(temp), PRIVATE_DIR_MODE)
+    except FileExistsError:
+        pass  # a retry of the same transaction id: its links are replaced below
+    except OSError as exc:
+        raise GrpcpkiError(f"cannot create directory {temp}: {exc.strerror}", "check the path and its permissions") from None
+    else:
+        if umask is None or umask & PRIVATE_DIR_MODE:
+            os.chmod(temp, PRIVATE_DIR_MODE)
+    for source in sources:
+        _link_or_copy(source, f"{temp}{os.sep}{source.name}", sync=sync)
 
 
-def stage_link(source: Path, temp: str) -> None:
-    """Make a deferred archive link (``deferred_write(..., link=True)``) in an existing folder."""
-    _link_or_copy(source, temp, sync=False)
+def _put_folder(temp: str, final: str) -> None:
+    """Roll forward of an archive folder: one rename. Idempotent: a folder renamed by an earlier
+    attempt, or never staged (nothing to keep, or a refused item), is simply not there."""
+    try:
+        os.rename(temp, final)
+        return
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    # ``final`` already holds files (a serial archived by hand, or a half-done earlier attempt):
+    # file ours beside them, newest winning, as per-file renames would.
+    for name in os.listdir(temp):
+        os.replace(f"{temp}{os.sep}{name}", f"{final}{os.sep}{name}")
+    os.rmdir(temp)
 
 
 # -- small file helpers --------------------------------------------------------------------------------

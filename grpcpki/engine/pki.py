@@ -709,9 +709,9 @@ class Pki:
         on_signed: Callable[[int, LeafFacts], None] | None = None,
     ) -> list[Record | None]:
         """:meth:`store_leaves` for leaves not yet signed, in ``workers`` forked processes
-        (engine/workers.py): each signs its share, hard-links what a leaf replaces into archive/
-        and writes the new key (0600), certificate and chain, all to temp names the journal listed
-        before the pool started; it sends back the facts for the rows, never a key. Then the rows,
+        (engine/workers.py): each signs its share, hard-links what a leaf replaces into its archive
+        folder and writes the new key (0600), certificate and chain, all at temp names the journal
+        listed before the pool started; it sends back the facts for the rows, never a key. Then the rows,
         as store_leaves writes them.
 
         Inside the current transaction, which must not have written its journal yet. A request
@@ -720,7 +720,7 @@ class Pki:
         every temp file. ``on_signed(index, info)`` is told as each certificate is staged, in no
         set order.
         """
-        from grpcpki.engine.journal import current_umask, stage_file, stage_folder, stage_link
+        from grpcpki.engine.journal import current_umask, stage_archive, stage_file
         from grpcpki.engine.workers import Refused, run_pool
 
         tx = self._tx
@@ -731,10 +731,9 @@ class Pki:
         cross_pem = self.cross_chain_pem()
         active = self.inventory.active_leaf_map([r.name for r in requests])
         root = str(self.path)
-        # Per job: its index in requests, the record it replaces, the temp names of its archive
-        # links (cert, chain, key: None where that file is not there to keep), its three files
-        # and their temp names.
-        jobs: list[tuple[int, Record | None, tuple[str | None, ...], tuple[str, str, str], tuple[str, str, str]]] = []
+        # Per job: its index in requests, the record it replaces, the temp name of its archive
+        # folder (None: nothing to keep), its three files and their temp names.
+        jobs: list[tuple[int, Record | None, str | None, tuple[str, str, str], tuple[str, str, str]]] = []
         for index, (request, old) in enumerate(zip(requests, olds, strict=True)):
             kind = Role(request.role).value
             slot = _batch_slot(request.name, kind, old, active, root)
@@ -744,23 +743,19 @@ class Pki:
                 on_refused(index, slot)
                 continue
             files = (f"{slot}/cert.pem", f"{slot}/chain.pem", f"{slot}/key.pem")
-            links: tuple[str | None, ...] = (None, None, None)
+            archive = None
             if old is not None and old.cert_path is not None:
-                target = f"{root}/archive/{old.name}/{old.serial}"
-                links = tuple(
-                    None if current is None else tx.deferred_write(f"{target}/{current.name}", 0, link=True)
-                    for current in (old.cert_path, old.chain_path, old.key_path)
-                )
+                archive = tx.deferred_archive(f"{root}/archive/{old.name}/{old.serial}")
             # Listed key first: the journal replays renames in its order (key before certificate).
             key_temp = tx.deferred_write(files[2], PRIVATE_FILE_MODE, new_folder=old is None)
             temps = (tx.deferred_write(files[0], PUBLIC_FILE_MODE), tx.deferred_write(files[1], PUBLIC_FILE_MODE),
                      key_temp)
-            jobs.append((index, old, links, files, temps))
+            jobs.append((index, old, archive, files, temps))
             _claim(active, request.name, kind, old, files[0], root)
         umask = current_umask()
         tx.write_journal_now()
 
-        def stage(start: int, end: int) -> list[tuple[LeafFacts, tuple[bool, bool, bool]] | Refused]:
+        def stage(start: int, end: int) -> list[tuple[LeafFacts, tuple[str | None, str | None, str | None]] | Refused]:
             """A range of jobs, in a worker process: all signed first, then all their files (signing
             between file system calls ran ~1.5x slower: the calls evict the P-256 tables from the caches)."""
             leaves: list[Leaf | Refused] = []
@@ -774,32 +769,32 @@ class Pki:
                     ))
                 except GrpcpkiError as exc:
                     leaves.append(Refused(exc.message, exc.hint))  # nothing of it is written
-            out: list[tuple[LeafFacts, tuple[bool, bool, bool]] | Refused] = []
-            for (_index, old, links, _files, (cert_temp, chain_temp, key_temp)), leaf in zip(
+            out: list[tuple[LeafFacts, tuple[str | None, str | None, str | None]] | Refused] = []
+            for (_index, old, archive, _files, (cert_temp, chain_temp, key_temp)), leaf in zip(
                 jobs[start:end], leaves, strict=True
             ):
                 if isinstance(leaf, Refused):
                     out.append(leaf)
                     continue
-                kept = [False, False, False]
-                if old is not None:
-                    folder = False
-                    for which, (current, link_temp) in enumerate(zip(_archivable(old), links, strict=True)):
-                        if current is not None and link_temp is not None:
-                            if not folder:
-                                stage_folder(link_temp, umask)
-                                folder = True
-                            stage_link(current, link_temp)
-                            kept[which] = True
+                archived: tuple[str | None, str | None, str | None] = (None, None, None)
+                if old is not None and archive is not None:
+                    kept = _archivable(old)
+                    sources = tuple(current for current in kept if current is not None)
+                    if sources:
+                        stage_archive(archive, sources, umask)
+                        # As the inventory stores them: relative to the root.
+                        target = f"archive/{old.name}/{old.serial}"
+                        cert, chain, key = (None if current is None else f"{target}/{current.name}"
+                                            for current in kept)
+                        archived = (cert, chain, key)
                 # Key before certificate, as everywhere: never a certificate on disk without its key.
                 stage_file(key_temp, leaf.key_pem, PRIVATE_FILE_MODE, umask)
                 stage_file(cert_temp, leaf.cert_pem, PUBLIC_FILE_MODE, umask)
                 stage_file(chain_temp, leaf.chain_pem + cross_pem, PUBLIC_FILE_MODE, umask)
-                out.append((LeafFacts.of(leaf.info), (kept[0], kept[1], kept[2])))
+                out.append((LeafFacts.of(leaf.info), archived))
             return out
 
         results: list[Record | None] = [None] * len(requests)
-        prefix = len(root) + 1
         # Rows are written while the workers sign (a batch of them per ten ranges): this process
         # is otherwise idle then, and the rows of one range never touch another range's names.
         news: list[NewRecord] = []
@@ -814,25 +809,23 @@ class Pki:
             supersede.clear()
             stored.clear()
 
-        def staged(position: int, result: tuple[LeafFacts, tuple[bool, bool, bool]] | Refused) -> None:
+        def staged(position: int, result: tuple[LeafFacts, tuple[str | None, str | None, str | None]] | Refused) -> None:
             nonlocal started
             if not started:
                 started = True
                 crash_point("pool running")
-            index, old, links, files, _temps = jobs[position]
+            index, old, _archive, files, _temps = jobs[position]
             if isinstance(result, Refused):
                 error = GrpcpkiError(result.message, result.hint)
                 if on_refused is None:
                     raise error
                 on_refused(index, error)
                 return  # nothing of it was written
-            info, kept = result
+            info, archived = result
             request = requests[index]
             news.append(_new_record(info, Role(request.role).value, request.name, generation, *files))
             if old is not None:
-                archived = [tx.final_of(link)[prefix:] if link is not None and keep else None
-                            for link, keep in zip(links, kept, strict=True)]
-                supersede.append((old.id, (archived[0], archived[1], archived[2])))
+                supersede.append((old.id, archived))
             else:
                 supersede.append(None)
             stored.append(index)
@@ -876,15 +869,12 @@ class Pki:
         tx = self._tx
         assert tx is not None, "call inside Pki.transaction()"
         target = f"archive/{record.name}/{record.serial}"
-        result: list[str | None] = []
-        for current in _archivable(record):
-            if current is None:
-                result.append(None)
-                continue
-            relative = f"{target}/{current.name}"
-            tx.link(current, f"{self.path}/{relative}")
-            result.append(relative)
-        return result[0], result[1], result[2]
+        kept = _archivable(record)
+        sources = tuple(current for current in kept if current is not None)
+        if sources:
+            tx.archive(f"{self.path}/{target}", sources)
+        cert, chain, key = (None if current is None else f"{target}/{current.name}" for current in kept)
+        return cert, chain, key
 
     def find(self, name: str, kind: str | None = None) -> Record:
         """The active leaf NAME; ``kind`` (or a ``server/NAME`` / ``client/NAME`` form) says which

@@ -140,3 +140,38 @@ def test_renew_with_an_encrypted_ca_asks_only_when_something_is_due(tmp_path: Pa
     done = grpcpki("renew", "--all", "--force", passphrase="s3cret")
     assert done.code == 0 and done.stderr.count("renewed server") == 2, done.output
     assert_store_consistent(tmp_path / "pki", passphrase=b"s3cret")
+
+
+def test_an_archive_folder_lands_by_one_rename_and_is_undone_or_merged_as_the_journal_says(tmp_path: Path) -> None:
+    """StoreTransaction.archive: built whole under a temp name; a roll back removes only that
+    (the files it links to stay), a roll forward is one rename, repeatable, and files into a
+    folder that is already there rather than failing."""
+    from grpcpki.engine.journal import roll_back, roll_forward, stage_archive
+
+    root = tmp_path / "pki"
+    live = root / "certs" / "api"
+    live.mkdir(parents=True)
+    sources = tuple(live / name for name in ("cert.pem", "key.pem"))
+    for source in sources:
+        source.write_bytes(source.name.encode())
+    ops: list[list[str | None]] = [["archive", "archive/api/.0a1b.TXN.tmp", "archive/api/0a1b"]]
+
+    stage_archive(str(root / "archive/api/.0a1b.TXN.tmp"), sources, None)
+    roll_back(root, ops)
+    assert not (root / "archive" / "api").exists()  # the temp folder, and archive/api it had to make
+    assert [s.read_bytes() for s in sources] == [b"cert.pem", b"key.pem"]
+
+    stage_archive(str(root / "archive/api/.0a1b.TXN.tmp"), sources, None)
+    roll_forward(root, ops)
+    roll_forward(root, ops)  # a replay after a crash mid-way: nothing left to do
+    final = root / "archive/api/0a1b"
+    assert sorted(p.name for p in final.iterdir()) == ["cert.pem", "key.pem"]
+    assert (final / "key.pem").stat().st_ino == sources[1].stat().st_ino  # a link, no copy
+
+    # The serial's folder already holds a file (put there by hand): ours are filed beside it.
+    (final / "cert.pem").unlink()
+    (final / "note.txt").write_text("kept")
+    stage_archive(str(root / "archive/api/.0a1b.TXN.tmp"), sources[:1], None)
+    roll_forward(root, ops)
+    assert sorted(p.name for p in final.iterdir()) == ["cert.pem", "key.pem", "note.txt"]
+    assert not (root / "archive/api/.0a1b.TXN.tmp").exists()

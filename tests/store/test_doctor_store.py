@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -56,20 +57,28 @@ def test_damage_is_reported_with_fixes_and_repaired(cli: Cli, pki_dir: Path) -> 
     # The archive of a's first serial holding b's certificate (issue 9 saw this after races).
     archived = next((pki_dir / "archive" / "a").iterdir())
     shutil.copy(pki_dir / "archive" / "b" / next((pki_dir / "archive" / "b").iterdir()).name / "cert.pem", archived / "cert.pem")
+    # An archive folder built under its temp name whose journal is gone (deleted by hand).
+    orphan_archive = pki_dir / "archive" / "a" / ".0abc.x1y2z3.tmp"
+    orphan_archive.mkdir(parents=True)
+    os.link(pki_dir / "certs" / "a" / "cert.pem", orphan_archive / "cert.pem")
 
     report = cli("doctor", "--store", "--json")
     assert report.code == 1
-    assert _ids(report) == ["store-archive-mismatch", "store-crl-missing", "store-temp-file", "store-untracked-certificate"]
+    assert _ids(report) == ["store-archive-mismatch", "store-crl-missing", "store-temp-file", "store-temp-file",
+                            "store-untracked-certificate"]
     text = cli("doctor", "--store")
     assert "fix: `grpcpki doctor --store --repair`" in text.stdout
     # The default doctor run includes the cheap part (not the archive, which needs reading every file).
     default = json.loads(cli("doctor", "--json").stdout)
-    assert sorted(p["id"] for p in default["store"]) == ["store-crl-missing", "store-temp-file", "store-untracked-certificate"]
+    assert sorted(p["id"] for p in default["store"]) == ["store-crl-missing", "store-temp-file", "store-temp-file",
+                                                         "store-untracked-certificate"]
 
     repaired = cli("doctor", "--store", "--repair", "--json")
     assert repaired.code == 0, repaired.output
     document = json.loads(repaired.stdout)
-    assert document["problems"] == [] and len(document["repaired"]) == 4
+    assert document["problems"] == [] and len(document["repaired"]) == 5
+    # The folder's links went; the certificate they pointed at is still in place.
+    assert not orphan_archive.exists() and (pki_dir / "certs" / "a" / "cert.pem").is_file()
     assert_store_consistent(pki_dir)
     # The recorded certificate is now in reach of revoke.
     assert cli("revoke", "orphan").code == 0
