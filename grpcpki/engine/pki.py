@@ -720,7 +720,7 @@ class Pki:
         every temp file. ``on_signed(index, info)`` is told as each certificate is staged, in no
         set order.
         """
-        from grpcpki.engine.journal import current_umask, stage_archive, stage_file
+        from grpcpki.engine.journal import current_umask, stage_archive, stage_file, sync_filesystem
         from grpcpki.engine.workers import Refused, run_pool
 
         tx = self._tx
@@ -835,7 +835,7 @@ class Pki:
                 on_signed(index, info)
 
         if jobs:
-            run_pool(stage, len(jobs), workers=workers, on_result=staged)
+            run_pool(stage, len(jobs), workers=workers, on_result=staged, flush=lambda: sync_filesystem(self.path))
         crash_point("pool done")
         if news:
             write_rows()

@@ -12,6 +12,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import textwrap
 import time
 from contextlib import closing
@@ -205,3 +206,39 @@ def test_a_pooled_renew_remakes_a_leaf_folder_removed_by_hand(applied: Path, tmp
     assert result.code == 0, result.output
     assert (pki / "certs" / "svc-01" / "key.pem").stat().st_mode & 0o777 == 0o600
     assert_leaves_sound(pki)
+
+
+def test_the_pool_flushes_while_workers_run_and_leaves_no_process_or_thread_behind(tmp_path: Path) -> None:
+    """run_pool's flush (the batch's early syncfs) runs in its own process while the workers work,
+    and nothing of it is left when run_pool returns: no child, no thread (the next pool's fork
+    must find none: workers.py). In a fresh interpreter: pytest's own process has threads, and the
+    pool never forks beside one."""
+    script = textwrap.dedent("""
+        import os, sys, time
+        from grpcpki.engine import workers
+        workers.FLUSH_SECONDS = 0.02
+        log = sys.argv[1]
+        results = {}
+        def task(start, end):
+            time.sleep(0.05)
+            return [i * i for i in range(start, end)]
+        def flush():
+            with open(log, "a") as handle:
+                handle.write(f"{os.getpid()}\\n")
+        workers.run_pool(task, 300, workers=2, on_result=results.__setitem__, flush=flush)
+        assert results == {i: i * i for i in range(300)}, results
+        pids = set(open(log).read().split())
+        assert pids and str(os.getpid()) not in pids, pids  # flushed, and never by this process
+        try:
+            os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        else:
+            raise AssertionError("a child of the pool is still there")
+        assert len(os.listdir("/proc/self/task")) == 1, "a thread outlived the pool"
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "flushes")], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok")
