@@ -124,6 +124,28 @@ class Record:
             return bool(stored[3])
         return self.key_path is not None
 
+    @property
+    def has_cert(self) -> bool:
+        """Does the row name a certificate file? (As has_key: without building the Path.)"""
+        stored = self.__dict__.get("_stored_paths")
+        if stored is not None and "cert_path" not in self.__dict__:
+            return bool(stored[1])
+        return self.cert_path is not None
+
+    def path_text(self, attribute: str) -> str | None:
+        """``cert_path``, ``chain_path`` or ``key_path`` as text, without building the Path when it
+        was not needed yet (a batch of 10,000 renewals needs only the text of each). The same
+        text as ``str(record.cert_path)``: taken as stored only when it is a clean relative path."""
+        stored = self.__dict__.get("_stored_paths")
+        if stored is not None and attribute not in self.__dict__:
+            value = stored[_PATH_FIELDS[attribute]]
+            if not value:
+                return None
+            if not value.startswith(("/", "./")) and "//" not in value and "/." not in value and not value.endswith("/"):
+                return f"{stored[0]}{os.sep}{value}"
+        path = getattr(self, attribute)
+        return None if path is None else str(path)
+
     def state(self, now: datetime | None = None) -> str:
         """The status, except that an active certificate past its notAfter is "expired"."""
         return _state(self.status, self.not_after, now)
@@ -194,9 +216,10 @@ class NewRecord:
     key_type: str
     eku: Sequence[str] = ()
     ca_generation: int | None = None
-    cert_path: Path | None = None
-    chain_path: Path | None = None
-    key_path: Path | None = None
+    # Absolute (or relative to the inventory's root); text is fine: a batch builds them as text.
+    cert_path: Path | str | None = None
+    chain_path: Path | str | None = None
+    key_path: Path | str | None = None
     status: str = "active"
 
 
@@ -606,11 +629,11 @@ class Inventory:
 
     # -- writes ---------------------------------------------------------------------------
     def add(self, new: NewRecord) -> Record:
-        def rel(path: Path | None) -> str | None:
+        def rel(path: Path | str | None) -> str | None:
             if path is None:
                 return None
             try:
-                return str(path.relative_to(self.root))
+                return str(Path(path).relative_to(self.root))
             except ValueError:
                 return str(path)
 
@@ -690,25 +713,31 @@ class Inventory:
         moment = (created or datetime.now(UTC)).replace(microsecond=0)
         created_ts = self._ts(moment)
         replaced = [(index, entry) for index, entry in enumerate(supersede) if entry is not None]
+        rel = self._rel_text
+        paths = [(rel(r.cert_path), rel(r.chain_path), rel(r.key_path)) for r in new]
         with self.transaction():
             if self.dialect == "sqlite":
-                ids = self._add_many_sqlite(new, replaced, created_ts)
+                ids = self._add_many_sqlite(new, paths, replaced, created_ts)
             else:
-                ids = self._add_many_core(new, replaced, created_ts)
+                ids = self._add_many_core(new, paths, replaced, created_ts)
+        root = self.root
         records = []
-        for record_id, r in zip(ids, new, strict=True):
-            records.append(Record(
+        for record_id, r, (cert, chain, key) in zip(ids, new, paths, strict=True):
+            # As _row builds a Record read back: its paths from the text just stored, on first use.
+            record = object.__new__(Record)
+            record.__dict__.update(
                 id=record_id, serial=r.serial.lower(), kind=r.kind, name=r.name, subject=r.subject, sans=tuple(r.sans),
                 issuer=r.issuer, not_before=r.not_before.astimezone(UTC).replace(microsecond=0),
-                not_after=r.not_after.astimezone(UTC).replace(microsecond=0), fingerprint=r.fingerprint, key_type=r.key_type,
-                status=r.status, eku=tuple(r.eku), ca_generation=r.ca_generation, cert_path=r.cert_path,
-                chain_path=r.chain_path, key_path=r.key_path, superseded_by=None, revoked_at=None,
-                revocation_reason=None, created_at=moment,
-            ))
+                not_after=r.not_after.astimezone(UTC).replace(microsecond=0), fingerprint=r.fingerprint,
+                key_type=r.key_type, status=r.status, eku=tuple(r.eku), ca_generation=r.ca_generation,
+                superseded_by=None, revoked_at=None, revocation_reason=None, created_at=moment,
+                _stored_paths=(root, cert, chain, key),
+            )
+            records.append(record)
         return records
 
     def _add_many_core(
-        self, new: Sequence[NewRecord],
+        self, new: Sequence[NewRecord], paths: Sequence[tuple[str | None, str | None, str | None]],
         replaced: Sequence[tuple[int, tuple[int, tuple[str | None, str | None, str | None]]]], created_ts: object,
     ) -> list[int]:
         """add_many's statements through SQLAlchemy Core (PostgreSQL): the new rows' ids, in order."""
@@ -719,8 +748,8 @@ class Inventory:
             ).values(status="superseded", cert_path=sa.bindparam("a_cert"), chain_path=sa.bindparam("a_chain"),
                      key_path=sa.bindparam("a_key"))
             result = self._conn.execute(archive, [
-                {"old_id": old_id, "a_cert": paths[0], "a_chain": paths[1], "a_key": paths[2]}
-                for _index, (old_id, paths) in replaced
+                {"old_id": old_id, "a_cert": archived[0], "a_chain": archived[1], "a_key": archived[2]}
+                for _index, (old_id, archived) in replaced
             ])
             if self._conn.dialect.supports_sane_multi_rowcount and result.rowcount != len(replaced):
                 raise InventoryError(
@@ -734,10 +763,9 @@ class Inventory:
                 "sans": json.dumps(list(r.sans)), "issuer": r.issuer, "not_before": self._ts(r.not_before),
                 "not_after": self._ts(r.not_after), "fingerprint": r.fingerprint, "key_type": r.key_type,
                 "status": r.status, "eku": json.dumps(list(r.eku)), "ca_generation": r.ca_generation,
-                "cert_path": self._rel_text(r.cert_path), "chain_path": self._rel_text(r.chain_path),
-                "key_path": self._rel_text(r.key_path), "created_at": created_ts, "origin": origin,
+                "cert_path": cert, "chain_path": chain, "key_path": key, "created_at": created_ts, "origin": origin,
             }
-            for r in new
+            for r, (cert, chain, key) in zip(new, paths, strict=True)
         ]
         try:
             # SQLAlchemy's "insertmanyvalues" sends multi-row INSERT ... RETURNING on both
@@ -759,7 +787,7 @@ class Inventory:
         return ids
 
     def _add_many_sqlite(
-        self, new: Sequence[NewRecord],
+        self, new: Sequence[NewRecord], paths: Sequence[tuple[str | None, str | None, str | None]],
         replaced: Sequence[tuple[int, tuple[int, tuple[str | None, str | None, str | None]]]], created_ts: object,
     ) -> list[int]:
         """add_many's three statements on SQLite, as plain executemany of tuples: building and
@@ -770,7 +798,7 @@ class Inventory:
             result = conn.exec_driver_sql(
                 "UPDATE certificates SET status = 'superseded', cert_path = ?, chain_path = ?, key_path = ? "
                 "WHERE id = ? AND status = 'active'",
-                [(paths[0], paths[1], paths[2], old_id) for _index, (old_id, paths) in replaced],
+                [(archived[0], archived[1], archived[2], old_id) for _index, (old_id, archived) in replaced],
             )
             if result.rowcount != len(replaced):
                 raise InventoryError(
@@ -778,12 +806,11 @@ class Inventory:
                     "run the command again",
                 )
         origin = self._row_origin()
-        rel = self._rel_text
         rows = [
             (r.serial.lower(), r.kind, r.name, r.subject, json.dumps(list(r.sans)), r.issuer, _iso(r.not_before),
              _iso(r.not_after), r.fingerprint, r.key_type, r.status, json.dumps(list(r.eku)), r.ca_generation,
-             rel(r.cert_path), rel(r.chain_path), rel(r.key_path), created_ts, origin)
-            for r in new
+             cert, chain, key, created_ts, origin)
+            for r, (cert, chain, key) in zip(new, paths, strict=True)
         ]
         # The transaction holds SQLite's write lock (BEGIN IMMEDIATE): nobody else inserts, so the
         # new rows are exactly those above the largest id now.
@@ -807,7 +834,7 @@ class Inventory:
             )
         return ids
 
-    def _rel_text(self, path: Path | None) -> str | None:
+    def _rel_text(self, path: Path | str | None) -> str | None:
         if path is None:
             return None
         text, root = str(path), str(self.root)
@@ -815,7 +842,7 @@ class Inventory:
         if text.startswith(root + os.sep):
             return text[len(root) + 1:]
         try:
-            return str(path.relative_to(self.root))
+            return str(Path(path).relative_to(self.root))
         except ValueError:
             return text  # outside the PKI directory: kept as given, as Inventory.add does
 

@@ -257,12 +257,11 @@ class StoreTransaction:
         self._journal_stale = False
         folders: set[str] = set()
         for op in self._ops:
-            if op.temp is None:
-                continue
+            if op.temp is None or (op.deferred and not op.new_folder):
+                continue  # (a renewal's folder is there; an archive folder is made by its stager)
             folder = os.path.dirname(op.temp)
             if op.deferred:
-                # The folders of new names; archive links make theirs (archive/NAME/SERIAL).
-                if op.new_folder and folder not in folders:
+                if folder not in folders:  # the folder of a new name
                     _ensure_dir_of(folder, self._umask)
                     folders.add(folder)
                 continue

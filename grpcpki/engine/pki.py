@@ -744,7 +744,7 @@ class Pki:
                 continue
             files = (f"{slot}/cert.pem", f"{slot}/chain.pem", f"{slot}/key.pem")
             archive = None
-            if old is not None and old.cert_path is not None:
+            if old is not None and old.has_cert:
                 archive = tx.deferred_archive(f"{root}/archive/{old.name}/{old.serial}")
             # Listed key first: the journal replays renames in its order (key before certificate).
             key_temp = tx.deferred_write(files[2], PRIVATE_FILE_MODE, new_folder=old is None)
@@ -1058,8 +1058,9 @@ def _batch_slot(
             f"`grpcpki renew {name}` renews it with the same names; add --replace to reissue it with these",
         )
     # A reissue stays where its certificate was (servers are configured with that path).
-    if old is not None and old.cert_path is not None:
-        return str(old.cert_path.parent)
+    old_cert = old.path_text("cert_path") if old is not None else None
+    if old_cert is not None:
+        return os.path.dirname(old_cert)
     other = active.get((name, "client" if kind == "server" else "server"))
     if other is not None and other[1] is not None and os.path.dirname(other[1]) == f"certs/{name}":
         # certs/NAME+KIND for the second kind of a NAME ('+' is never in a name: leaf_dir).
@@ -1087,7 +1088,7 @@ def _new_record(
         not_before=info.not_before, not_after=info.not_after,
         fingerprint=info.fingerprint_sha256, key_type=info.key_type,
         eku=info.extended_key_usage, ca_generation=generation,
-        cert_path=Path(cert_file), chain_path=Path(chain_file), key_path=None if key_file is None else Path(key_file),
+        cert_path=cert_file, chain_path=chain_file, key_path=key_file,
     )
 
 

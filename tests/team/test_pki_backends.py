@@ -107,6 +107,10 @@ def test_records_read_back_equal_the_records_written(pki: Pki) -> None:
         written.append(pki.store_leaf(pki.signing_ca().issue(
             Role.CLIENT, "from-csr", public_key=generate_key(KeyType.ECDSA_P256).public_key())))
     read = {record.name: record for record in pki.records()}
+    # The text of each path before its Path is built (what a batch reads), then after: the same.
+    texts = {(name, field): record.path_text(field) for name, record in read.items()
+             for field in ("cert_path", "chain_path", "key_path")}
+    assert [read[r.name].has_cert for r in written] == [True, True, True]
     # A copy made before any path was asked for (what a forked signing worker inherits).
     copies = {name: pickle.loads(pickle.dumps(record)) for name, record in read.items()}
     assert read.keys() == {"svc-a", "svc-b", "from-csr"}
@@ -120,5 +124,8 @@ def test_records_read_back_equal_the_records_written(pki: Pki) -> None:
         assert again.to_dict() == record.to_dict()
         assert isinstance(again.cert_path, Path) and again.cert_path.is_file()
         assert dataclasses.replace(again) == record
+        for field in ("cert_path", "chain_path", "key_path"):
+            path = getattr(record, field)
+            assert texts[(record.name, field)] == again.path_text(field) == (None if path is None else str(path))
     with pytest.raises(AttributeError):
         read["svc-a"].no_such_field  # type: ignore[attr-defined]  # noqa: B018
