@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from apply import MANIFEST  # noqa: E402
+from compiled import precompile_grpcpki  # noqa: E402
 
 
 def cpu_seconds(argv: list[str], cwd: Path, checkout: str) -> float:
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
+    precompile_grpcpki(args.before)
+    precompile_grpcpki(args.after)
     results: dict[str, dict[str, list[float]]] = {"before": {"apply": [], "renew": []}, "after": {"apply": [], "renew": []}}
     base = Path(tempfile.mkdtemp())
     try:

@@ -36,6 +36,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from compiled import precompile_grpcpki
+
 BARE_LOOP = '''
 import os, sys
 from datetime import UTC, datetime, timedelta
@@ -149,6 +151,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternate bare/apply this often, keep the best of each")
     parser.add_argument("--jobs", type=int, default=None, help="pass --jobs N to the (first) apply [default: its own]")
     args = parser.parse_args()
+    precompile_grpcpki()  # as installed: bench/compiled.py
     openssl = shutil.which("openssl")
     version = subprocess.run([openssl, "version"], capture_output=True, text=True).stdout.strip() if openssl else "-"
     print(f"Python {platform.python_version()}, {version}, {os.cpu_count()} CPUs, N = {args.count}, "

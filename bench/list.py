@@ -38,6 +38,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from compiled import precompile_grpcpki
+
 BARE = '''
 import json, sqlite3, sys
 from datetime import UTC, datetime, timedelta
@@ -115,6 +117,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", nargs=2, metavar=("PKI", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    precompile_grpcpki()  # as installed: bench/compiled.py
     if args.seed:
         seed(Path(args.seed[0]), int(args.seed[1]))
         return

@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from apply import BARE_LOOP, MANIFEST  # noqa: E402
+from compiled import precompile_grpcpki  # noqa: E402
 
 
 CPU: list[float] = []  # user + system CPU seconds of each run(), in order
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternate bare/renew this often, keep the best of each")
     parser.add_argument("--jobs", type=int, default=None, help="pass --jobs N to renew [default: its own]")
     args = parser.parse_args()
+    precompile_grpcpki()  # as installed: bench/compiled.py
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, N = {args.count}, best of {args.rounds}")
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
