@@ -167,7 +167,7 @@ class _Op:
     data: bytes | None = field(default=None, repr=False)
     mode: int = 0o644
     source: Path | None = None
-    sources: tuple[Path, ...] = ()  # an "archive" op's files, linked into it under their own names
+    sources: tuple[Path | str, ...] = ()  # an "archive" op's files, linked into it under their own names
     entry: list[str | None] | None = field(default=None, repr=False)
     # Written to its temp name by someone else (a worker process: deferred_write), or never:
     # listed in the journal, never staged by prepare().
@@ -220,7 +220,7 @@ class StoreTransaction:
     def remove(self, path: Path | str) -> None:
         self._add(_Op("remove", os.fspath(path)))
 
-    def archive(self, folder: Path | str, sources: tuple[Path, ...]) -> None:
+    def archive(self, folder: Path | str, sources: tuple[Path | str, ...]) -> None:
         """The new folder ``folder`` will hold what each of ``sources`` holds now, under its own
         name (hard links, as :meth:`link`). It is built whole under a temp name and put in place
         by one rename: a renewal's archive/NAME/SERIAL costs one rename after the commit point,
@@ -615,7 +615,7 @@ def stage_file(temp: str, data: bytes, mode: int, umask: int | None) -> None:
         _write_new(temp, data, mode, sync=False, umask=umask)
 
 
-def stage_archive(temp: str, sources: tuple[Path, ...], umask: int | None, *, sync: bool = False) -> None:
+def stage_archive(temp: str, sources: tuple[Path | str, ...], umask: int | None, *, sync: bool = False) -> None:
     """Build an archive folder (:meth:`StoreTransaction.archive`) at its temp name: the folder,
     its parent if missing (archive/NAME on a first renewal), and a link to each source."""
     try:
@@ -630,7 +630,7 @@ def stage_archive(temp: str, sources: tuple[Path, ...], umask: int | None, *, sy
         if umask is None or umask & PRIVATE_DIR_MODE:
             os.chmod(temp, PRIVATE_DIR_MODE)
     for source in sources:
-        _link_or_copy(source, f"{temp}{os.sep}{source.name}", sync=sync)
+        _link_or_copy(source, f"{temp}{os.sep}{os.path.basename(source)}", sync=sync)
 
 
 def _put_folder(temp: str, final: str) -> None:
@@ -707,7 +707,7 @@ def _sweep(directory: Path) -> None:
                     os.unlink(entry.path)
 
 
-def _link_or_copy(source: Path, target: Path | str, *, sync: bool) -> None:
+def _link_or_copy(source: Path | str, target: Path | str, *, sync: bool) -> None:
     try:
         # A hard link shares the inode: no bytes copied, and the mode (0600 for keys) is the
         # original's from the first instant. The rename of the live path later leaves it alone.
@@ -721,7 +721,7 @@ def _link_or_copy(source: Path, target: Path | str, *, sync: bool) -> None:
         if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EMLINK, errno.EACCES):
             raise GrpcpkiError(f"cannot archive {source}: {exc.strerror}", "check permissions") from None
     mode = os.stat(source).st_mode & 0o777
-    _write_new(target, source.read_bytes(), mode, sync=sync)
+    _write_new(target, Path(source).read_bytes(), mode, sync=sync)
 
 
 def _make_durable(root: Path, directories: set[str] | set[Path], small: bool) -> None:

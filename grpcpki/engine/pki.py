@@ -784,7 +784,7 @@ class Pki:
                         stage_archive(archive, sources, umask)
                         # As the inventory stores them: relative to the root.
                         target = f"archive/{old.name}/{old.serial}"
-                        cert, chain, key = (None if current is None else f"{target}/{current.name}"
+                        cert, chain, key = (None if current is None else f"{target}/{os.path.basename(current)}"
                                             for current in kept)
                         archived = (cert, chain, key)
                 # Key before certificate, as everywhere: never a certificate on disk without its key.
@@ -873,7 +873,7 @@ class Pki:
         sources = tuple(current for current in kept if current is not None)
         if sources:
             tx.archive(f"{self.path}/{target}", sources)
-        cert, chain, key = (None if current is None else f"{target}/{current.name}" for current in kept)
+        cert, chain, key = (None if current is None else f"{target}/{os.path.basename(current)}" for current in kept)
         return cert, chain, key
 
     def find(self, name: str, kind: str | None = None) -> Record:
@@ -1015,28 +1015,32 @@ _PEM_READ_LIMIT = 1 << 20  # far above any certificate chain grpcpki writes
 _ROWS_PER_STATEMENT = 500
 
 
-def _archivable(record: Record) -> tuple[Path | None, Path | None, Path | None]:
-    """Which of a record's files (cert, chain, key) really are its own, to file under its serial.
+def _archivable(record: Record) -> tuple[str | None, str | None, str | None]:
+    """Which of a record's files (cert, chain, key) really are its own, to file under its serial
+    (as text: a batch of 10,000 reads them in worker processes, where building Paths showed).
 
     A cert.pem that holds another serial (damaged, or replaced by hand) would file the wrong
     certificate under this serial, so nothing is archived then. The proof costs one read of
     cert.pem and of chain.pem's first bytes (a few microseconds each, no X.509 parse).
     """
-    if record.cert_path is None:
+    cert_path = record.path_text("cert_path")
+    if cert_path is None:
         return None, None, None
-    cert_pem = _read_head(record.cert_path, _PEM_READ_LIMIT)
+    cert_pem = _read_head(cert_path, _PEM_READ_LIMIT)
     if not cert_pem or pem_fingerprint(cert_pem) != record.fingerprint:
         return None, None, None
-    chain: Path | None = None
-    if record.chain_path is not None:
+    chain_path = record.path_text("chain_path")
+    chain: str | None = None
+    if chain_path is not None:
         # grpcpki writes chain.pem as cert.pem plus the CA chain: when it starts with the
         # very bytes just checked, its first certificate is this one without a decode.
-        head = _read_head(record.chain_path, len(cert_pem))
-        if head and (head == cert_pem or pem_fingerprint(_read_head(record.chain_path, _PEM_READ_LIMIT))
+        head = _read_head(chain_path, len(cert_pem))
+        if head and (head == cert_pem or pem_fingerprint(_read_head(chain_path, _PEM_READ_LIMIT))
                      == record.fingerprint):
-            chain = record.chain_path
-    key = record.key_path if record.key_path is not None and os.path.isfile(record.key_path) else None
-    return record.cert_path, chain, key
+            chain = chain_path
+    key_path = record.path_text("key_path")
+    key = key_path if key_path is not None and os.path.isfile(key_path) else None
+    return cert_path, chain, key
 
 
 def _batch_slot(
@@ -1092,7 +1096,7 @@ def _new_record(
     )
 
 
-def _read_head(path: Path, size: int) -> bytes:
+def _read_head(path: Path | str, size: int) -> bytes:
     """Up to ``size`` bytes of ``path`` (b"" if it cannot be read): one open and one read(2),
     without the buffered file object of Path.read_bytes (it shows at 10,000 archives)."""
     try:
