@@ -23,7 +23,9 @@ removals) beside the inventory rows of one SQLite transaction. On commit:
 4. the temp files are renamed over their final names in journal order (keys before
    certificates, so a hot-reloading server never pairs a new certificate with an old key),
    each archive folder by one rename (not one per file: a third of the renames of `renew --all`),
-   removed files are unlinked, the renames made durable, and the journal deleted.
+   removed files are unlinked, the renames made durable, and the journal deleted. (For a batch,
+   SQLite's checkpoint of the commit runs in a thread beside these renames rather than inside
+   the COMMIT: Inventory.checkpoint_beside.)
 
 **Recovery rule.** The next process that takes the lock (or a reader that finds the lock
 free) replays every journal left behind: if its marker is in the inventory the change
@@ -423,20 +425,28 @@ def run_transaction(root: Path, inventory: Inventory) -> Iterator[StoreTransacti
     assert not inventory.in_transaction, "a store transaction must not run inside an inventory transaction"
     tx = StoreTransaction(root, inventory)
     committed = False
+    deferred = False
     try:
         with inventory.transaction():
             yield tx
             tx.prepare()
+            # A batch: its checkpoint runs beside the renames below, not inside the COMMIT.
+            deferred = len(tx._ops) > _SMALL_CHANGE and inventory.defer_checkpoint()
         committed = True
     except IntegrityError as exc:
+        if deferred:
+            inventory.resume_checkpoints()
         tx.abort()
         raise StoreError(f"the inventory refused the change: {str(exc.orig).strip().splitlines()[0]}", "run `grpcpki doctor --store`") from None
     except BaseException:
+        if deferred:
+            inventory.resume_checkpoints()
         if not committed:
             tx.abort()
         raise
     try:
-        tx.apply()
+        with inventory.checkpoint_beside() if deferred else contextlib.nullcontext():
+            tx.apply()
     except OSError as exc:
         # Committed, but a rename failed (disk error): the journal stays for the next command.
         raise StoreError(

@@ -175,3 +175,22 @@ def test_an_archive_folder_lands_by_one_rename_and_is_undone_or_merged_as_the_jo
     roll_forward(root, ops)
     assert sorted(p.name for p in final.iterdir()) == ["cert.pem", "key.pem", "note.txt"]
     assert not (root / "archive/api/.0a1b.TXN.tmp").exists()
+
+
+def test_a_big_transaction_is_checkpointed_beside_its_renames(tmp_path: Path) -> None:
+    """A batch's COMMIT leaves SQLite's checkpoint to a thread that runs beside the renames
+    (Inventory.checkpoint_beside): when the batch returns, the database file itself holds its rows
+    (a copy without the WAL sees them), the thread is gone, and automatic checkpoints are back on."""
+    import shutil
+    import sqlite3
+    import threading
+
+    pki = Pki.init(tmp_path / "pki")
+    pki.issue_many([LeafRequest(Role.SERVER, f"svc-{i}") for i in range(10)])
+    renew(pki, force=True)
+    assert [t.name for t in threading.enumerate() if t.name == "grpcpki-checkpoint"] == []
+    assert pki.inventory.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    shutil.copy(pki.path / "inventory.db", tmp_path / "without-wal.db")  # the -wal file left behind
+    with sqlite3.connect(tmp_path / "without-wal.db") as db:
+        counts = dict(db.execute("SELECT status, count(*) FROM certificates WHERE kind = 'server' GROUP BY status"))
+    assert counts == {"active": 10, "superseded": 10}
