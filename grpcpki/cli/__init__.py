@@ -6,8 +6,6 @@ Commands live one module per group and are imported only when invoked, so that
 
 from __future__ import annotations
 
-import atexit
-import gc
 import importlib
 import importlib.util
 import os
@@ -174,13 +172,6 @@ def cli(
 def main(args: list[str] | None = None, prog_name: str | None = None) -> NoReturn:
     """Entry point: run the CLI, render expected errors as one line, exit with click's codes."""
     from grpcpki.engine.errors import GrpcpkiError
-
-    if args is None:
-        # Run as the program (the console script, `python -m grpcpki`): the process ends with this
-        # call, and the interpreter's last garbage collection would walk every object the command
-        # made, for nothing (0.1 s after `renew --all` of 10,000: docs/performance.md). Freezing
-        # them at exit skips that walk; atexit handlers and stdio flushing still run.
-        atexit.register(gc.freeze)
 
     try:
         result = cli.main(args=args, prog_name=prog_name or "grpcpki", standalone_mode=False)
