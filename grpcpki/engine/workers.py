@@ -280,6 +280,7 @@ def _fork_flusher(flush: Callable[[], None], inherited: list[int]) -> _Child:
         try:
             for fd in (stop_write, *inherited):
                 os.close(fd)
+            gc.disable()  # as in a worker: a collection here could finalize the parent's objects
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             prctl = _prctl()
             if prctl is not None:
