@@ -137,6 +137,16 @@ def _walk_leftovers(root: Path) -> Iterator[Path]:
                 yield Path(directory) / name
 
 
+def _only_second_names(folder: Path) -> bool:
+    """Is every file in ``folder`` a hard link with another name (so removing it loses nothing)?"""
+    try:
+        with os.scandir(folder) as entries:
+            return all(e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_nlink > 1
+                       for e in entries)
+    except OSError:
+        return False
+
+
 def _leftovers(root: Path) -> list[StoreProblem]:
     problems = [
         StoreProblem(
@@ -149,14 +159,18 @@ def _leftovers(root: Path) -> list[StoreProblem]:
     pending = bool(problems)
     for path in _walk_leftovers(root) if not pending else ():
         # (Temp names listed in a pending journal are the journal's to resolve.)
+        if not path.is_dir():
+            fix, repairable = ("`grpcpki doctor --store --repair` deletes it (the file it was meant to replace "
+                               "is intact)"), True
+        elif _only_second_names(path):
+            fix, repairable = "`grpcpki doctor --store --repair` deletes it (each file in it has another name)", True
+        else:
+            # A file whose only name is in here (a copy, or an archive whose journal was deleted
+            # after its commit): deleting it would lose it.
+            fix, repairable = "move it out of the PKI and inspect it: a file in it exists nowhere else", False
         problems.append(
-            StoreProblem(
-                "store-temp-file", f"{path.relative_to(root)} was left by an interrupted write",
-                "`grpcpki doctor --store --repair` deletes it (the file it was meant to replace is intact)"
-                if not path.is_dir() else
-                "`grpcpki doctor --store --repair` deletes it (it holds links to files kept elsewhere)",
-                str(path), repairable=True, severity="warning",
-            )
+            StoreProblem("store-temp-file", f"{path.relative_to(root)} was left by an interrupted write", fix,
+                         str(path), repairable=repairable, severity="warning")
         )
     for staging in root.parent.glob(f".{root.name}.new-*"):
         problems.append(

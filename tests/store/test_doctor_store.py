@@ -108,3 +108,19 @@ def test_what_cannot_be_repaired_is_left_alone_with_a_safe_fix(cli: Cli, pki_dir
 def test_repair_needs_store(cli: Cli, pki_dir: Path) -> None:
     assert_clean_error(cli("doctor", "--repair"), "--repair", code=2)
     assert_clean_error(cli("doctor", "a", "--store"), "--store", code=2)
+
+
+def test_a_temp_archive_folder_holding_the_only_copy_of_a_file_is_left_for_a_person(
+    cli: Cli, pki_dir: Path
+) -> None:
+    """An archive folder under its temp name whose journal is gone: --repair deletes it only when
+    every file in it has another name; one holding the only copy of a file is reported, kept."""
+    orphan = pki_dir / "archive" / "b" / ".0def.x1y2z3.tmp"
+    orphan.mkdir(parents=True)
+    (orphan / "cert.pem").write_bytes((pki_dir / "certs" / "b" / "cert.pem").read_bytes())  # a copy: one name
+    report = json.loads(cli("doctor", "--store", "--json").stdout)
+    [problem] = [p for p in report["problems"] if p["id"] == "store-temp-file"]
+    assert "exists nowhere else" in json.dumps(problem)
+    repaired = cli("doctor", "--store", "--repair")
+    assert repaired.code == 0 and "exists nowhere else" in repaired.stdout  # a warning, left as it was
+    assert (orphan / "cert.pem").is_file()
