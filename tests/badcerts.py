@@ -11,6 +11,7 @@ test changes exactly one thing from a good certificate.
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,13 +57,19 @@ def now() -> dt.datetime:
 
 
 def make_key(kind: str = "ec") -> CertificateIssuerPrivateKeyTypes:
-    """``ec`` (P-256), ``ec192`` (P-192, weak), ``rsa2048``, ``rsa1024`` (weak)."""
+    """``ec`` (P-256), ``ec192`` (P-192, weak), ``rsa2048``, ``rsa1024`` (weak), ``dsa1024``."""
     if kind == "ec":
         return ec.generate_private_key(ec.SECP256R1())
     if kind == "ec192":
         return ec.generate_private_key(ec.SECP192R1())
     if kind.startswith("rsa"):
         return rsa.generate_private_key(public_exponent=65537, key_size=int(kind[3:]))
+    if kind.startswith("dsa"):
+        with warnings.catch_warnings():  # cryptography 51 deprecates DSA: this is a broken key on purpose
+            warnings.simplefilter("ignore")
+            from cryptography.hazmat.primitives.asymmetric import dsa
+
+            return dsa.generate_private_key(key_size=int(kind[3:]))
     raise ValueError(kind)
 
 

@@ -11,6 +11,7 @@ import importlib.util
 import os
 import sys
 import textwrap
+import warnings
 from typing import NoReturn
 
 import click
@@ -172,6 +173,11 @@ def cli(
 def main(args: list[str] | None = None, prog_name: str | None = None) -> NoReturn:
     """Entry point: run the CLI, render expected errors as one line, exit with click's codes."""
     from grpcpki.engine.errors import GrpcpkiError
+
+    # cryptography 51 warns on stderr whenever a DSA key or certificate is loaded; the doctor and
+    # inspect already report such a key as weak (weak-key), in words a user can act on. Matched by
+    # message: importing the warning's class here would load cryptography for `--help` too.
+    warnings.filterwarnings("ignore", message="DSA is deprecated")
 
     try:
         result = cli.main(args=args, prog_name=prog_name or "grpcpki", standalone_mode=False)

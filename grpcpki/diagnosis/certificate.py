@@ -6,9 +6,10 @@ from __future__ import annotations
 import datetime as dt
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from grpcpki.engine.keys import describe_key
 from grpcpki.diagnosis.facts import cn, describe, ext, is_ca, name_match, parse_ip, san_list
 from grpcpki.diagnosis.findings import Finding, Severity
 from grpcpki.diagnosis.fixes import Owner, reissue, renew
@@ -98,8 +99,10 @@ def strength_findings(
         out.append(
             Finding("weak-key", _ERROR, f"{what} uses the {key.curve.name} curve; use P-256 or stronger.", fix, subject)
         )
-    elif isinstance(key, dsa.DSAPublicKey):
-        # TLS 1.3 has no DSA signature scheme (RFC 8446 §4.2.3).
+    elif describe_key(key).startswith("dsa"):
+        # TLS 1.3 has no DSA signature scheme (RFC 8446 §4.2.3). Told by the key's type name:
+        # cryptography 51 deprecated the dsa module's public names, and reading dsa.DSAPublicKey
+        # printed a CryptographyDeprecationWarning on stderr for every certificate checked.
         out.append(Finding("weak-key", _ERROR, f"{what} has a DSA key, which TLS 1.3 cannot use.", fix, subject))
     if check_signature:
         try:

@@ -61,6 +61,7 @@ def ids(findings: list[Finding]) -> dict[str, Severity]:
 # --------------------------------------------------------------------------- happy paths
 
 
+@pytest.mark.filterwarnings("error")  # nothing on stderr either (a cryptography deprecation did that once)
 def test_engine_issued_server_and_client_have_no_findings() -> None:
     ca = CA.create("Doctor CA")
     inter = ca.create_intermediate("Doctor Issuing CA")
@@ -357,6 +358,7 @@ CASES: list[tuple[str, Case, str, Severity]] = [
         Severity.ERROR,
     ),
     ("RSA-1024 leaf", lambda w: _server(w, _leaf(w, key_kind="rsa1024")), "weak-key", Severity.ERROR),
+    ("DSA leaf", lambda w: _server(w, _leaf(w, key_kind="dsa1024")), "weak-key", Severity.ERROR),
     (
         "SPIFFE ID written as a DNS SAN (cfssl)",
         lambda w: _server(w, _leaf(w, sans=["DNS:localhost", "DNS:spiffe://example.org/api"])),
