@@ -120,18 +120,12 @@ class Record:
     def has_key(self) -> bool:
         """Does the row name a private key file? (Not a leaf signed from a CSR: its key stays with
         whoever sent the CSR.) Answered without building the Path when it was not needed yet."""
-        stored = self.__dict__.get("_stored_paths")
-        if stored is not None and "key_path" not in self.__dict__:
-            return bool(stored[3])
-        return self.key_path is not None
+        return self.path_text("key_path") is not None
 
     @property
     def has_cert(self) -> bool:
         """Does the row name a certificate file? (As has_key: without building the Path.)"""
-        stored = self.__dict__.get("_stored_paths")
-        if stored is not None and "cert_path" not in self.__dict__:
-            return bool(stored[1])
-        return self.cert_path is not None
+        return self.path_text("cert_path") is not None
 
     def path_text(self, attribute: str) -> str | None:
         """``cert_path``, ``chain_path`` or ``key_path`` as text, without building the Path when it

@@ -627,18 +627,9 @@ def stage_file(temp: str, data: bytes, mode: int, umask: int | None) -> None:
 
 def stage_archive(temp: str, sources: tuple[Path | str, ...], umask: int | None, *, sync: bool = False) -> None:
     """Build an archive folder (:meth:`StoreTransaction.archive`) at its temp name: the folder,
-    its parent if missing (archive/NAME on a first renewal), and a link to each source."""
-    try:
-        os.mkdir(temp, PRIVATE_DIR_MODE)
-    except FileNotFoundError:
-        ensure_dir(Path(temp), PRIVATE_DIR_MODE)
-    except FileExistsError:
-        pass  # a retry of the same transaction id: its links are replaced below
-    except OSError as exc:
-        raise GrpcpkiError(f"cannot create directory {temp}: {exc.strerror}", "check the path and its permissions") from None
-    else:
-        if umask is None or umask & PRIVATE_DIR_MODE:
-            os.chmod(temp, PRIVATE_DIR_MODE)
+    its parent if missing (archive/NAME on a first renewal), and a link to each source. A folder
+    already there is a retry of the same transaction id: its links are replaced."""
+    _ensure_dir_of(temp, umask)
     for source in sources:
         _link_or_copy(source, f"{temp}{os.sep}{os.path.basename(source)}", sync=sync)
 

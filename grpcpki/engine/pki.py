@@ -745,7 +745,7 @@ class Pki:
             files = (f"{slot}/cert.pem", f"{slot}/chain.pem", f"{slot}/key.pem")
             archive = None
             if old is not None and old.has_cert:
-                archive = tx.deferred_archive(f"{root}/archive/{old.name}/{old.serial}")
+                archive = tx.deferred_archive(f"{root}/{_archive_folder(old)}")
             # Listed key first: the journal replays renames in its order (key before certificate).
             key_temp = tx.deferred_write(files[2], PRIVATE_FILE_MODE, new_folder=old is None)
             temps = (tx.deferred_write(files[0], PUBLIC_FILE_MODE), tx.deferred_write(files[1], PUBLIC_FILE_MODE),
@@ -778,15 +778,9 @@ class Pki:
                     continue
                 archived: tuple[str | None, str | None, str | None] = (None, None, None)
                 if old is not None and archive is not None:
-                    kept = _archivable(old)
-                    sources = tuple(current for current in kept if current is not None)
+                    sources, archived = _archive_plan(old)
                     if sources:
                         stage_archive(archive, sources, umask)
-                        # As the inventory stores them: relative to the root.
-                        target = f"archive/{old.name}/{old.serial}"
-                        cert, chain, key = (None if current is None else f"{target}/{os.path.basename(current)}"
-                                            for current in kept)
-                        archived = (cert, chain, key)
                 # Key before certificate, as everywhere: never a certificate on disk without its key.
                 stage_file(key_temp, leaf.key_pem, PRIVATE_FILE_MODE, umask)
                 stage_file(cert_temp, leaf.cert_pem, PUBLIC_FILE_MODE, umask)
@@ -868,13 +862,10 @@ class Pki:
         """
         tx = self._tx
         assert tx is not None, "call inside Pki.transaction()"
-        target = f"archive/{record.name}/{record.serial}"
-        kept = _archivable(record)
-        sources = tuple(current for current in kept if current is not None)
+        sources, archived = _archive_plan(record)
         if sources:
-            tx.archive(f"{self.path}/{target}", sources)
-        cert, chain, key = (None if current is None else f"{target}/{os.path.basename(current)}" for current in kept)
-        return cert, chain, key
+            tx.archive(f"{self.path}/{_archive_folder(record)}", sources)
+        return archived
 
     def find(self, name: str, kind: str | None = None) -> Record:
         """The active leaf NAME; ``kind`` (or a ``server/NAME`` / ``client/NAME`` form) says which
@@ -1013,6 +1004,20 @@ def pem_fingerprint(pem: bytes) -> str | None:
 _PEM_READ_LIMIT = 1 << 20  # far above any certificate chain grpcpki writes
 # Rows a pooled batch writes at a time (Pki.store_pooled): SQLAlchemy sends up to 1,000 a statement.
 _ROWS_PER_STATEMENT = 500
+
+
+def _archive_folder(record: Record) -> str:
+    """Where a superseded record's files are kept, relative to the PKI directory."""
+    return f"archive/{record.name}/{record.serial}"
+
+
+def _archive_plan(record: Record) -> tuple[tuple[str, ...], tuple[str | None, str | None, str | None]]:
+    """What archiving ``record`` links (its own files: _archivable) and the paths they get, as
+    the inventory stores them (cert, chain, key; None where a file is not kept)."""
+    kept = _archivable(record)
+    folder = _archive_folder(record)
+    cert, chain, key = (None if current is None else f"{folder}/{os.path.basename(current)}" for current in kept)
+    return tuple(current for current in kept if current is not None), (cert, chain, key)
 
 
 def _archivable(record: Record) -> tuple[str | None, str | None, str | None]:
